@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything berth and its tests need on a fresh Debian 12 machine (run as root), idempotently:
+# Debian packages, a virtualenv at .venv with berth (editable) and its test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(python3 python3-venv python3-dev gcc busybox-static docker.io skopeo runc crun umoci
+              debootstrap mmdebstrap hyperfine nftables iproute2 libseccomp2 zstd util-linux procps psmisc)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# dockerd from docker.io must not start on its own and take the host's docker.sock for tests; berth's
+# interop tests start private ones.
+if command -v systemctl >/dev/null && systemctl is-enabled docker.service >/dev/null 2>&1; then
+    systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)

@@ -1,0 +1,1 @@
+"""Small shared mechanisms: atomic files, locks, syscalls. May import: berth.errors only."""
