@@ -1,0 +1,387 @@
+"""The image service: load, save, import, tag, remove, inspect, history, list, prune.
+
+It ties the content store (blobs), the snapshotter (unpacked layers, one per chain id) and the image records
+together. An image becomes visible only after every blob is verified and every layer is unpacked; a failed
+operation removes what it added (blobs through gc, which spares what other operations hold by lease).
+May import: berth.snapshots, berth.content, berth.oci, berth.util, berth.errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO, Protocol
+
+from berth.content.store import BlobStore
+from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.images.archive import ArchivedImage, SavedImage, read_archive, write_archive
+from berth.images.changes import apply_change
+from berth.images.compression import decompressed
+from berth.images.records import ImageRecord, ImageRecords
+from berth.oci.config import ContainerConfig, History, ImageConfig
+from berth.oci.descriptor import Descriptor, Platform
+from berth.oci.digest import Digest
+from berth.oci.manifest import Manifest
+from berth.oci.mediatype import MediaType
+from berth.oci.reference import Reference
+
+
+class LayerStore(Protocol):
+    """What the image service needs of the snapshotter."""
+
+    def has(self, chain_id: Digest) -> bool: ...
+    def unpack(self, chain_id: Digest, parent: Digest | None, stream: BinaryIO,
+               expected_diff_id: Digest | None = None) -> Digest: ...
+    def layer_size(self, chain_id: Digest) -> int: ...
+    def remove_layer(self, chain_id: Digest) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    record: ImageRecord
+    config: ImageConfig
+    manifest: Manifest
+    size: int
+    layer_sizes: tuple[int, ...]
+
+    @property
+    def chain_ids(self) -> list[Digest]:
+        return self.config.chain_ids
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    image_id: Digest
+    tags: tuple[str, ...]     # familiar names, as `docker load` prints them
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+class ImageService:
+    def __init__(self, blobs: BlobStore, layers: LayerStore, records: ImageRecords,
+                 containers_using: Callable[[Digest], list[tuple[str, bool]]] = lambda _: [],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._blobs, self._layers, self._records = blobs, layers, records
+        self._containers_using = containers_using
+        self._clock = clock
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> ImageRecord:
+        return self._records.resolve(name)
+
+    def view(self, record: ImageRecord) -> ImageView:
+        manifest = Manifest.parse(self._blobs.read_bytes(record.manifest))
+        config = ImageConfig.parse(self._blobs.read_bytes(record.id, 20 * 1024 * 1024))
+        sizes = tuple(self._layers.layer_size(c) if self._layers.has(c) else 0 for c in config.chain_ids)
+        return ImageView(record, config, manifest, sum(sizes), sizes)
+
+    def inspect(self, name: str) -> ImageView:
+        return self.view(self.resolve(name))
+
+    def raw_config(self, record: ImageRecord) -> bytes:
+        return self._blobs.read_bytes(record.id, 20 * 1024 * 1024)
+
+    def list_images(self) -> list[ImageView]:
+        return [self.view(r) for r in sorted(self._records.all(), key=lambda r: r.added, reverse=True)]
+
+    # -- creating ---------------------------------------------------------------------------------------
+
+    def load(self, stream: BinaryIO, on_loaded: Callable[[Loaded], None] | None = None) -> list[Loaded]:
+        """`docker load`: every image in a docker-archive or OCI-layout tar (plain or compressed)."""
+        with self._blobs.lease() as lease:
+            try:
+                found = read_archive(stream, _LeasedStore(self._blobs, lease), on_blob=lease.add)
+                if not found:
+                    raise InvalidArgument("the image archive holds no images")
+                out = []
+                for image in found:
+                    loaded = self._register(image, lease)
+                    out.append(loaded)
+                    if on_loaded is not None:
+                        on_loaded(loaded)
+                return out
+            except BaseException:
+                lease.release()
+                self.collect_garbage()
+                raise
+
+    def _register(self, image: ArchivedImage, lease: Lease) -> Loaded:
+        config = ImageConfig.parse(self._blobs.read_bytes(image.config, 20 * 1024 * 1024))
+        if len(config.diff_ids) != len(image.layers):
+            raise InvalidArgument(f"image {image.config} has {len(image.layers)} layers but its config lists "
+                                  f"{len(config.diff_ids)} diff_ids")
+        tags = [_parse_tag(t) for t in image.tags]
+        self._unpack(config, image.layers)
+        manifest_digest = image.manifest
+        if manifest_digest is None:
+            manifest = Manifest(MediaType.OCI_MANIFEST,
+                                Descriptor(MediaType.OCI_CONFIG, image.config, self._blobs.size(image.config)),
+                                tuple(Descriptor(_layer_type(self._blobs, d.digest), d.digest, d.size)
+                                      for d in image.layers))
+            manifest_digest = self._blobs.put_bytes(manifest.to_bytes(), lease=lease)
+        self._records.add(image.config, manifest_digest, tags)
+        return Loaded(image.config, tuple(t.familiar for t in tags))
+
+    def _unpack(self, config: ImageConfig, layers: Sequence[Descriptor]) -> None:
+        parent: Digest | None = None
+        for chain_id, diff_id, layer in zip(config.chain_ids, config.diff_ids, layers, strict=True):
+            if not self._layers.has(chain_id):
+                with self._blobs.open(layer.digest) as f:
+                    self._layers.unpack(chain_id, parent, f, diff_id)
+            parent = chain_id
+
+    def import_rootfs(self, stream: BinaryIO, tag: Reference | None = None, changes: Sequence[str] = (),
+                      message: str = "", source: str = "-", platform: Platform | None = None,
+                      base: ContainerConfig | None = None) -> Digest:
+        """`docker import`: a root filesystem tar (plain or compressed) as a one-layer image."""
+        config = base or ContainerConfig()
+        for line in changes:
+            config = apply_change(config, line)
+        plat = platform or Platform.host()
+        with self._blobs.lease() as lease:
+            try:
+                with decompressed(stream) as plain:
+                    info = self._blobs.ingest(plain, lease=lease)
+                diff_id = info.digest
+                now = rfc3339(self._clock())
+                image_config = ImageConfig(plat.architecture, plat.os, (diff_id,), config, now,
+                                           variant=plat.variant,
+                                           history=(History(now, "", "", message or f"Imported from {source}"),),
+                                           comment=message)
+                self._unpack(image_config, [Descriptor(MediaType.OCI_LAYER, diff_id, info.size)])
+                image_id = self._blobs.put_bytes(image_config.to_bytes(), lease=lease)
+                manifest = Manifest(MediaType.OCI_MANIFEST,
+                                    Descriptor(MediaType.OCI_CONFIG, image_id, self._blobs.size(image_id)),
+                                    (Descriptor(MediaType.OCI_LAYER, diff_id, info.size),))
+                manifest_digest = self._blobs.put_bytes(manifest.to_bytes(), lease=lease)
+                self._records.add(image_id, manifest_digest, [tag] if tag else [])
+                return image_id
+            except BaseException:
+                lease.release()
+                self.collect_garbage()
+                raise
+
+    def tag(self, name: str, target: Reference) -> ImageRecord:
+        rec = self.resolve(name)
+        if target.digest is not None:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {target.familiar}")
+        rec, _ = self._records.add(rec.id, rec.manifest, [target])
+        return rec
+
+    # -- saving -----------------------------------------------------------------------------------------
+
+    def save(self, names: Sequence[str], out: BinaryIO) -> None:
+        chosen: dict[Digest, tuple[ImageRecord, list[str]]] = {}
+        for name in names:
+            rec = self.resolve(name)
+            entry = chosen.setdefault(rec.id, (rec, []))
+            try:
+                ref = Reference.parse(name)
+            except InvalidArgument:
+                ref = None
+            if ref is not None and ref.digest is None and str(ref) in rec.tags:
+                entry[1].append(str(ref))
+        saved = []
+        for rec, tags in chosen.values():
+            manifest = Manifest.parse(self._blobs.read_bytes(rec.manifest))
+            saved.append(SavedImage(rec.manifest, manifest.media_type, rec.id,
+                                    tuple(d.digest for d in manifest.layers), tuple(tags),
+                                    tuple(Reference.parse(t).familiar for t in tags)))
+        write_archive(out, saved, self._blobs)
+
+    # -- removing ---------------------------------------------------------------------------------------
+
+    def remove(self, name: str, force: bool = False, prune: bool = True) -> list[tuple[str, str]]:
+        """`docker rmi`: ("Untagged", ref) and ("Deleted", id) events, with Docker's conflict rules."""
+        rec = self.resolve(name)
+        events: list[tuple[str, str]] = []
+        quiet = False
+        tag = _tag_named(name, rec)
+        if tag is not None:
+            if not force and _single_reference(rec):
+                users = self._containers_using(rec.id)
+                if users:
+                    raise Conflict(f"conflict: unable to remove repository reference \"{name}\" (must force) - "
+                                   f"container {users[0][0][:12]} is using its referenced image {rec.id.short}")
+            rec = self._records.untag(rec.id, tag)
+            events.append(("Untagged", Reference.parse(tag).familiar))
+            if rec.tags or rec.repo_digests:
+                return events
+            quiet = True
+        elif _single_reference(rec):
+            self._check_conflicts(rec, soft=not force, active_reference=False)
+            events.extend(self._untag_all(rec))
+        try:
+            self._check_conflicts(rec, soft=not force, active_reference=not force)
+        except Conflict:
+            if quiet:
+                return events   # the tag is gone; the image stays, as Docker leaves it, dangling but used
+            raise
+        events.extend(self._untag_all(self._records.get(rec.id) or rec))
+        self._records.remove(rec.id)
+        events.append(("Deleted", str(rec.id)))
+        if prune:
+            events.extend(("Deleted", str(c)) for c in self._remove_unused_layers(rec))
+        self.collect_garbage()
+        return events
+
+    def _check_conflicts(self, rec: ImageRecord, soft: bool, active_reference: bool) -> None:
+        def conflict(forced: bool, why: str) -> Conflict:
+            return Conflict(f"conflict: unable to delete {rec.id.short} "
+                            f"({'must be forced' if forced else 'cannot be forced'}) - {why}")
+        if any(other.parent == rec.id for other in self._records.all()):
+            raise conflict(False, "image has dependent child images")
+        users = self._containers_using(rec.id)
+        running = [cid for cid, is_running in users if is_running]
+        if running:
+            raise conflict(False, f"image is being used by running container {running[0][:12]}")
+        if soft and users:
+            raise conflict(True, f"image is being used by stopped container {users[0][0][:12]}")
+        current = self._records.get(rec.id) or rec
+        if active_reference and (current.tags or current.repo_digests):
+            raise conflict(True, "image is referenced in multiple repositories")
+
+    def _untag_all(self, rec: ImageRecord) -> list[tuple[str, str]]:
+        events = []
+        for ref in (*rec.tags, *rec.repo_digests):
+            self._records.untag(rec.id, ref)
+            events.append(("Untagged", Reference.parse(ref).familiar))
+        return events
+
+    def _remove_unused_layers(self, removed: ImageRecord) -> list[Digest]:
+        config = ImageConfig.parse(self._blobs.read_bytes(removed.id, 20 * 1024 * 1024))
+        in_use = self._chain_ids_in_use()
+        gone = []
+        for chain_id in reversed(config.chain_ids):
+            if chain_id in in_use or not self._layers.has(chain_id):
+                continue
+            try:
+                self._layers.remove_layer(chain_id)
+            except Conflict:
+                break  # a container's snapshot sits on it: keep it and everything below
+            gone.append(chain_id)
+        return gone
+
+    def _chain_ids_in_use(self) -> set[Digest]:
+        out: set[Digest] = set()
+        for rec in self._records.all():
+            try:
+                out.update(ImageConfig.parse(self._blobs.read_bytes(rec.id, 20 * 1024 * 1024)).chain_ids)
+            except NotFound:
+                continue
+        return out
+
+    def prune(self, all_unused: bool = False,
+              keep: Callable[[ImageView], bool] = lambda _: False) -> tuple[list[tuple[str, str]], int]:
+        """Remove dangling images (or, with all_unused, every image no container uses)."""
+        events: list[tuple[str, str]] = []
+        reclaimed = 0
+        for view in self.list_images():
+            rec = view.record
+            if (rec.tags and not all_unused) or self._containers_using(rec.id) or keep(view):
+                continue
+            before = view.size
+            events.extend(self.remove(str(rec.id), force=True))
+            reclaimed += before
+        return events, reclaimed
+
+    def collect_garbage(self) -> None:
+        """Remove blobs no image references (and no live lease holds)."""
+        roots: set[Digest] = set()
+        for rec in self._records.all():
+            roots.update((rec.id, rec.manifest))
+            try:
+                roots.update(d.digest for d in Manifest.parse(self._blobs.read_bytes(rec.manifest)).layers)
+            except NotFound:
+                continue
+        self._blobs.gc(roots)
+
+    def history(self, name: str) -> list[tuple[str, History, int]]:
+        """Newest first: (id or '<missing>', history entry, size of the layer it made)."""
+        view = self.inspect(name)
+        entries = list(view.config.history) or [History(view.config.created, "", "", "")] * len(view.layer_sizes)
+        sizes = iter(view.layer_sizes)
+        rows = []
+        for entry in entries:
+            rows.append(("<missing>", entry, 0 if entry.empty_layer else next(sizes, 0)))
+        rows.reverse()
+        if rows:
+            rows[0] = (str(view.record.id), rows[0][1], rows[0][2])
+        return rows
+
+
+class Lease(Protocol):
+    def add(self, digest: Digest) -> None: ...
+    def release(self) -> None: ...
+
+
+class _LeasedStore:
+    """The content store as read_archive sees it, with every ingested blob held by the load's lease."""
+
+    def __init__(self, blobs: BlobStore, lease: Lease) -> None:
+        self._blobs, self._lease = blobs, lease
+
+    def ingest(self, stream: BinaryIO, expected: Digest | None = None,
+               expected_size: int | None = None) -> tuple[Digest, int]:
+        info = self._blobs.ingest(stream, expected, expected_size, lease=self._lease)
+        return info.digest, info.size
+
+    def open(self, digest: Digest) -> BinaryIO:
+        return self._blobs.open(digest)
+
+    def size(self, digest: Digest) -> int:
+        return self._blobs.size(digest)
+
+    def read_bytes(self, digest: Digest, limit: int) -> bytes:
+        return self._blobs.read_bytes(digest, limit)
+
+
+def _parse_tag(text: str) -> Reference:
+    ref = Reference.parse(text)
+    if ref.digest is not None:
+        raise InvalidArgument(f"image archive tags an image with a digest reference {text!r}")
+    return ref
+
+
+def _layer_type(blobs: BlobStore, digest: Digest) -> MediaType:
+    with blobs.open(digest) as f:
+        magic = f.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return MediaType.OCI_LAYER_GZIP
+    if magic == b"\x28\xb5\x2f\xfd":
+        return MediaType.OCI_LAYER_ZSTD
+    return MediaType.OCI_LAYER
+
+
+def _is_id_prefix(name: str, rec: ImageRecord) -> bool:
+    hexpart = name.removeprefix("sha256:")
+    return rec.id.hex.startswith(hexpart)
+
+
+def _tag_named(name: str, rec: ImageRecord) -> str | None:
+    """The full tag `name` refers to, if it names the image by tag rather than by id."""
+    if _is_id_prefix(name, rec):
+        return None
+    try:
+        ref = Reference.parse(name)
+    except InvalidArgument:
+        return None
+    return str(ref) if ref.digest is None and str(ref) in rec.tags else None
+
+
+def _single_reference(rec: ImageRecord) -> bool:
+    """Docker's isSingleReference: at most one tag, and any digest references in that tag's repository."""
+    refs = [Reference.parse(r) for r in (*rec.tags, *rec.repo_digests)]
+    if len(refs) <= 1:
+        return len(refs) == 1
+    tags = [r for r in refs if r.digest is None]
+    if len(tags) > 1:
+        return False
+    single = tags[0] if tags else refs[0]
+    canonical = {r.name for r in refs if r.digest is not None}
+    return len(canonical) == 1 and single.name in canonical
