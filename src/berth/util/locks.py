@@ -36,3 +36,34 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def lock_path(path: Path, *, wait: bool = True, mode: int = 0o600) -> int | None:
+    """Open path read-write (created if missing) and flock it; return the fd, or None if busy and not wait.
+
+    For files that a lock holder may unlink or replace (ingest partials, lease files): after the
+    lock is granted, the fd must still be the inode at path, else a waiter would hold a lock on a
+    deleted file while a newcomer locks the new one. On such a race this opens path again.
+    """
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except FileNotFoundError:
+            if not path.parent.is_dir():
+                raise
+            continue  # the directory entry vanished between lookup and create: retry
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
