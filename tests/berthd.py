@@ -1,0 +1,106 @@
+"""A private berthd for tests and benchmarks: its own root, exec-root and socket under one temp dir.
+
+`with PrivateBerthd() as b: b.docker("images")` drives it with the real docker CLI; `b.kill()` is kill -9 (for
+crash tests) and `b.start()` brings it back on the same root. Stopping unmounts anything left under its dir.
+Fixtures: `berthd` (one per test module). Import them: `from tests.berthd import berthd  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.peers import _mounts_under, _ping, docker
+
+BERTHD = str(Path(sys.executable).with_name("berthd"))
+BERTH = str(Path(sys.executable).with_name("berth"))
+
+
+class PrivateBerthd:
+    def __init__(self, base_dir: Path | None = None, start_timeout: float = 30.0) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="berth-berthd-", dir=base_dir))
+        self.root = self.dir / "root"
+        self.exec_root = self.dir / "exec"
+        self.socket_path = self.dir / "berth.sock"
+        self.log_path = self.dir / "berthd.log"
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> PrivateBerthd:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [BERTHD, "--host", self.host, "--root", str(self.root), "--exec-root", str(self.exec_root)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while not _ping(self.socket_path):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berthd exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"berthd did not answer /_ping in {self.start_timeout}s:\n{self.log_tail()}")
+            time.sleep(0.02)
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def cleanup(self) -> None:
+        self.stop()
+        for mount_point in sorted(_mounts_under(str(self.dir)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount_point], capture_output=True)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.dir)
+
+    def __enter__(self) -> PrivateBerthd:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def docker(self, *args: str, input: bytes | None = None, check: bool = True,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        return docker(self.host, *args, input=input, check=check, env=env)
+
+    def berth(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run([BERTH, "-H", self.host, *args], input=input, capture_output=True)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"berth {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
+        return proc
+
+
+@pytest.fixture(scope="module")
+def berthd() -> Iterator[PrivateBerthd]:
+    if os.geteuid() != 0:
+        pytest.skip("berthd needs root")
+    with PrivateBerthd() as b:
+        yield b
