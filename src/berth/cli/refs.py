@@ -1,0 +1,91 @@
+"""Image references as the docker CLI checks and normalises them before sending (distribution/reference rules).
+
+`busybox` → docker.io/library/busybox:latest; `reg:5000/team/x:1` keeps its registry. Errors read like docker's
+("invalid reference format: repository name (library/Bad) must be lowercase").
+
+May import: the standard library, berth.errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from berth.errors import InvalidArgument
+
+DEFAULT_DOMAIN = "docker.io"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(
+    rf"^((?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::({_TAG}))?(?:@({_DIGEST}))?$")
+_ANY_CASE = re.compile(
+    rf"^((?:{_DOMAIN}/)?[a-zA-Z0-9]+(?:(?:[._]|__|[-]+)[a-zA-Z0-9]+)*"
+    rf"(?:/[a-zA-Z0-9]+(?:(?:[._]|__|[-]+)[a-zA-Z0-9]+)*)*)(?::({_TAG}))?(?:@({_DIGEST}))?$")
+_FULL_ID = re.compile(r"^[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    domain: str
+    path: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def name(self) -> str:
+        """Fully qualified repository name: docker.io/library/busybox."""
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def familiar_name(self) -> str:
+        """As docker shows it: busybox, team/x, reg:5000/x."""
+        if self.domain == DEFAULT_DOMAIN:
+            return self.path.removeprefix("library/") if self.path.count("/") == 1 else self.path
+        return self.name
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, path = first, rest
+    else:
+        domain, path = DEFAULT_DOMAIN, name
+    if domain == "index.docker.io":
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = f"library/{path}"
+    return domain, path
+
+
+def parse_normalized(text: str) -> ImageRef:
+    """reference.ParseNormalizedNamed: docker's rules and messages."""
+    if not text:
+        raise InvalidArgument("invalid reference format")
+    if _FULL_ID.match(text):
+        raise InvalidArgument(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
+    m = _REFERENCE.match(text)
+    if m is None:
+        loose = _ANY_CASE.match(text)
+        if loose is not None:
+            domain, path = _split_domain(loose.group(1))
+            raise InvalidArgument(f"invalid reference format: repository name ({path}) must be lowercase")
+        raise InvalidArgument("invalid reference format")
+    name, tag, digest = m.group(1), m.group(2), m.group(3)
+    if len(name) > 255:
+        raise InvalidArgument("repository name must not be more than 255 characters")
+    domain, path = _split_domain(name)
+    if domain != DEFAULT_DOMAIN and path.lower() != path:
+        raise InvalidArgument(f"invalid reference format: repository name ({path}) must be lowercase")
+    return ImageRef(domain, path, tag, digest)
+
+
+def try_familiar(text: str) -> tuple[str, str | None, str | None] | None:
+    """(familiar name, tag, digest) of a RepoTags/RepoDigests entry, or None where docker's parser fails."""
+    try:
+        ref = parse_normalized(text)
+    except InvalidArgument:
+        return None
+    return ref.familiar_name, ref.tag, ref.digest

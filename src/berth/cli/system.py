@@ -1,0 +1,148 @@
+"""`berth info` and `berth version`: the daemon's /info and /version, shown as docker shows them.
+
+May import: the standard library, berth.cli.*, berth.client, berth.errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from typing import Any
+
+from berth.cli.context import Ctx
+from berth.cli.formatter import FormatError
+from berth.cli.gotemplate import Template, TemplateError, TypedMap
+from berth.client.transport import CLIENT_MAX_API
+from berth.errors import BerthError
+
+BERTH_VERSION = "0.1.0"
+
+
+def _client_info(ctx: Ctx, api: str | None) -> dict[str, Any]:
+    return {
+        "Platform": {"Name": "berth"},
+        "Version": BERTH_VERSION,
+        "ApiVersion": api or CLIENT_MAX_API,
+        "DefaultAPIVersion": CLIENT_MAX_API,
+        "PythonVersion": platform.python_version(),
+        "Os": sys.platform if sys.platform != "linux" else "linux",
+        "Arch": _go_arch(platform.machine()),
+        "Context": "default",
+        "Host": str(ctx.host),
+    }
+
+
+def _go_arch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
+def _execute(fmt: str, data: Any, type_name: str) -> str:
+    try:
+        tmpl = Template(fmt)
+    except TemplateError as exc:
+        raise FormatError(f"template parsing error: {exc}") from exc
+    try:
+        return tmpl.execute(TypedMap(data, type_name, {}) if isinstance(data, dict) else data) + "\n"
+    except TemplateError as exc:
+        raise FormatError(str(exc)) from exc
+
+
+def run_version(ctx: Ctx, a: argparse.Namespace) -> int:
+    server: dict[str, Any] | None = None
+    server_error: BerthError | None = None
+    try:
+        server = ctx.client.get_json("/version")
+        api: str | None = ctx.client.api_version
+    except BerthError as exc:
+        server_error, api = exc, None
+    client = _client_info(ctx, api)
+    if a.format:
+        fmt = "{{json .}}" if a.format == "json" else a.format
+        ctx.out.write(_execute(fmt, {"Client": client, "Server": server}, "command.versionInfo"))
+    else:
+        lines = ["Client:", f" Version:           {client['Version']}"]
+        api_line = client["ApiVersion"]
+        if api and api != CLIENT_MAX_API:
+            api_line += f" (downgraded from {CLIENT_MAX_API})"
+        lines += [f" API version:       {api_line}", f" Python version:    {client['PythonVersion']}",
+                  f" OS/Arch:           {client['Os']}/{client['Arch']}", f" Context:           {client['Context']}"]
+        if server is not None:
+            lines += ["", "Server:" + (f" {server['Platform']['Name']}" if (server.get("Platform") or {}).get("Name")
+                                       else "")]
+            for comp in server.get("Components") or []:
+                lines.append(f" {comp.get('Name')}:")
+                details = comp.get("Details") or {}
+                if comp.get("Name") == "Engine":
+                    lines += [
+                        f"  Version:          {comp.get('Version', '')}",
+                        f"  API version:      {details.get('ApiVersion', server.get('ApiVersion', ''))} "
+                        f"(minimum version {details.get('MinAPIVersion', server.get('MinAPIVersion', ''))})",
+                        f"  Go version:       {details.get('GoVersion', '')}",
+                        f"  Git commit:       {details.get('GitCommit', '')}",
+                        f"  Built:            {details.get('BuildTime', '')}",
+                        f"  OS/Arch:          {details.get('Os', '')}/{details.get('Arch', '')}",
+                        f"  Experimental:     {details.get('Experimental', 'false')}",
+                    ]
+                else:
+                    lines.append(f"  Version:          {comp.get('Version', '')}")
+                    for k, v in details.items():
+                        lines.append(f"  {k + ':':<18}{v}")
+        ctx.out.write("\n".join(lines) + "\n")
+    if server_error is not None:
+        raise server_error
+    return 0
+
+
+def run_info(ctx: Ctx, a: argparse.Namespace) -> int:
+    info: dict[str, Any] = ctx.client.get_json("/info")
+    if a.format:
+        data = dict(info)
+        data["ClientInfo"] = _client_info(ctx, ctx.client.api_version)
+        fmt = "{{json .}}" if a.format == "json" else a.format
+        ctx.out.write(_execute(fmt, data, "system.dockerInfo"))
+        return 0
+    ci = _client_info(ctx, ctx.client.api_version)
+    out = ["Client:", f" Version:    {ci['Version']}", f" Context:    {ci['Context']}", " Debug Mode: false", "",
+           "Server:"]
+    g = info.get
+    out += [f" Containers: {g('Containers', 0)}", f"  Running: {g('ContainersRunning', 0)}",
+            f"  Paused: {g('ContainersPaused', 0)}", f"  Stopped: {g('ContainersStopped', 0)}",
+            f" Images: {g('Images', 0)}", f" Server Version: {g('ServerVersion', '')}",
+            f" Storage Driver: {g('Driver', '')}"]
+    for pair in g("DriverStatus") or []:
+        if isinstance(pair, list) and len(pair) == 2:
+            out.append(f"  {pair[0]}: {pair[1]}")
+    out += [f" Logging Driver: {g('LoggingDriver', '')}", f" Cgroup Driver: {g('CgroupDriver', '')}",
+            f" Cgroup Version: {g('CgroupVersion', '')}"]
+    plugins = g("Plugins") or {}
+    if plugins:
+        out.append(" Plugins:")
+        for kind in ("Volume", "Network", "Log"):
+            if plugins.get(kind):
+                out.append(f"  {kind}: {' '.join(plugins[kind])}")
+    runtimes = g("Runtimes") or {}
+    if runtimes:
+        out.append(f" Runtimes: {' '.join(sorted(runtimes))}")
+    out += [f" Default Runtime: {g('DefaultRuntime', '')}", f" Kernel Version: {g('KernelVersion', '')}",
+            f" Operating System: {g('OperatingSystem', '')}", f" OSType: {g('OSType', '')}",
+            f" Architecture: {g('Architecture', '')}", f" CPUs: {g('NCPU', 0)}",
+            f" Total Memory: {_binary_size(int(g('MemTotal') or 0))}", f" Name: {g('Name', '')}",
+            f" ID: {g('ID', '')}", f" Docker Root Dir: {g('DockerRootDir', '')}",
+            f" Debug Mode: {str(bool(g('Debug'))).lower()}", f" Experimental: {str(bool(g('ExperimentalBuild'))).lower()}",
+            f" Live Restore Enabled: {str(bool(g('LiveRestoreEnabled'))).lower()}"]
+    ctx.out.write("\n".join(out) + "\n")
+    for w in g("Warnings") or []:
+        ctx.err.write(f"{w}\n")
+    return 0
+
+
+def _binary_size(n: int) -> str:
+    """go-units BytesSize: "%.4g" with binary units (docker info's Total Memory)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    value, i = float(n), 0
+    while value >= 1024 and i < len(units) - 1:
+        value /= 1024
+        i += 1
+    return f"{value:.4g}{units[i]}"
+
