@@ -20,9 +20,10 @@ from berth.errors import BerthError, InvalidArgument
 class UsageError(BerthError):
     """Bad flags or arguments. exit_code is docker's: 125 for flag errors, 1 for argument-count errors."""
 
-    def __init__(self, message: str, exit_code: int = 125) -> None:
+    def __init__(self, message: str, exit_code: int = 125, usage: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.usage = usage  # append the command's usage line, as cobra does for flag errors
 
 
 class Ctx:

@@ -10,10 +10,12 @@ May import: the standard library, berth.cli.gotemplate, berth.cli.tabwriter, ber
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
 from berth.cli.gotemplate import HEADER_FUNCS, Record, Template, TemplateError
+from berth.cli.gotypes import raw_value
 from berth.cli.tabwriter import align
 from berth.errors import BerthError
 
@@ -108,31 +110,31 @@ def json_compact(raw: str) -> str:
     return "".join(_tokens(raw))
 
 
-def inspect_output(raws: list[str], fmt: str, typed: list[Any], type_name: str = "") -> str:
-    """docker inspect's output for found objects: raws are the daemon's JSON bodies, typed their parsed forms."""
-    if not fmt:
+def inspect_output(raws: list[str], fmt: str, typed: list[Any]) -> tuple[str, list[str]]:
+    """docker inspect's output for the objects found, and the template errors met (each element is tried on its
+    typed form, then, as docker's fallback, on its raw JSON with missing keys as errors)."""
+    if not fmt or fmt == "json":
         if not raws:
-            return "[]\n"
-        return json_indent("[" + ",".join(r.strip() for r in raws) + "]") + "\n"
-    if fmt == "json":
-        if not raws:
-            return "[]\n"
-        return json_compact("[" + ",".join(r.strip() for r in raws) + "]") + "\n"
+            return "[]\n", []
+        joined = "[" + ",".join(r.strip() for r in raws) + "]"
+        return (json_indent(joined) if not fmt else json_compact(joined)) + "\n", []
     try:
         tmpl = Template(fmt)
     except TemplateError as exc:
         raise FormatError(f"template parsing error: {exc}", exit_code=64) from exc
     out: list[str] = []
-    for value in typed:
+    errors: list[str] = []
+    for raw, value in zip(raws, typed, strict=True):
         try:
             out.append(tmpl.execute(value) + "\n")
+            continue
         except TemplateError:
-            plain = value.data if hasattr(value, "data") else value
-            try:
-                out.append(tmpl.execute(plain, missing_key_error=True) + "\n")
-            except TemplateError as exc:
-                raise FormatError(f"template parsing error: {exc}") from exc
-    return "".join(out) if out else "\n"
+            pass
+        try:
+            out.append(tmpl.execute(raw_value(json.loads(raw)), missing_key_error=True) + "\n")
+        except TemplateError as exc:
+            errors.append(f"template parsing error: {exc}")
+    return ("".join(out) if out else "\n"), errors
 
 
 # ---- JSON-lines progress (load, import, bootstrap) --------------------------------------------------------------

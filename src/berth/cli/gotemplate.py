@@ -38,7 +38,37 @@ class GoNil:
         return f"GoNil({self.kind})"
 
 
-NO_VALUE = GoNil("novalue")  # a missing map key under missingkey=default
+NO_VALUE = GoNil("novalue")  # a missing map key under missingkey=default, or an untyped nil
+
+
+class GoValue:
+    """A value with Go semantics of its own (a typed struct, a time.Time): see berth.cli.gotypes."""
+
+    type_name = "struct"
+
+    def lookup(self, name: str) -> tuple[bool, Any]:
+        return False, None
+
+    def go_string(self) -> str:
+        raise NotImplementedError
+
+    def json_value(self) -> Any:
+        raise NotImplementedError
+
+    def truthy(self) -> bool:
+        return True
+
+
+class RawList(list[Any]):
+    """A JSON array as Go's interface{} decoding gives it ([]interface {}): functions wanting []string refuse it."""
+
+
+class RawDict(dict[str, Any]):
+    """A JSON object as Go's interface{} decoding gives it (map[string]interface {}): a missing key is nil."""
+
+
+class ArgTypeError(Exception):
+    """A function got a value of the wrong Go type; Go reports it at the argument, not the call."""
 
 
 class Record:
@@ -115,19 +145,29 @@ def go_print(v: Any) -> str:
         return "map[" + " ".join(f"{k}:{go_print(v[k])}" for k in sorted(v)) + "]"
     if isinstance(v, Record):
         return "&{" + " ".join(go_print(x) for x in v.as_dict().values()) + "}"
+    if isinstance(v, GoValue):
+        return v.go_string()
     return str(v)
 
 
-def _plain(v: Any) -> Any:
+def to_json_value(v: Any) -> Any:
+    """A template value as plain JSON data (typed nils become null, typed structs apply omitempty)."""
     if isinstance(v, GoNil):
         return None
     if isinstance(v, Record):
         return v.as_dict()
+    if isinstance(v, GoValue):
+        return v.json_value()
+    if isinstance(v, RawList):
+        return [to_json_value(x) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: to_json_value(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
+        return [to_json_value(x) for x in v]
     return v
+
+
+_plain = to_json_value
 
 
 def go_json(v: Any) -> str:
@@ -142,6 +182,8 @@ def go_json(v: Any) -> str:
 def truthy(v: Any) -> bool:
     if isinstance(v, GoNil) or v is None:
         return False
+    if isinstance(v, GoValue):
+        return v.truthy()
     if isinstance(v, bool):
         return v
     if isinstance(v, int | float):
@@ -159,6 +201,7 @@ class _Tok:
     text: str
     pos: int
     value: Any = None
+    start: int = -1  # where the token begins, when pos (Go's error position) differs
 
 
 @dataclass
@@ -443,7 +486,13 @@ class _Parser:
                 assert m is not None
                 kind = "var" if c == "$" else "field"
                 chain = tuple(p for p in (m.group(2) or "").split(".") if p)
-                toks.append(_Tok(kind, m.group(0), pos, (m.group(1) or "", chain)))
+                # Go places a chain `.A.B` (or `$x.A`) at its second link, which is where errors point
+                start = pos
+                if kind == "field" and len(chain) > 1:
+                    pos += len(chain[0]) + 1
+                elif kind == "var" and chain:
+                    pos += len(m.group(1) or "")
+                toks.append(_Tok(kind, m.group(0), pos, (m.group(1) or "", chain), start))
                 i = m.end()
             elif c.isdigit() or (c in "+-" and i + 1 < len(text) and text[i + 1].isdigit()):
                 m = _NUM.match(text, i)
@@ -530,7 +579,7 @@ class _Parser:
                 raise self.fail(t.pos, "unclosed left paren")
             inner = self._pipe(toks[i + 1:j - 1], t.pos, "parenthesized pipeline")
             chain: tuple[str, ...] = ()
-            if j < len(toks) and toks[j].kind == "field" and toks[j].pos == toks[j - 1].pos + 1:
+            if j < len(toks) and toks[j].kind == "field" and toks[j].start == toks[j - 1].pos + 1:
                 chain = toks[j].value[1]
                 j += 1
             return _Arg(t.pos, "pipe", pipe=inner, chain=chain), j
@@ -630,6 +679,10 @@ class _State:
                 return fn(*args)
             except TemplateError:
                 raise
+            except ArgTypeError as exc:
+                index = exc.args[1] if len(exc.args) > 1 else 0
+                at = cmd.args[1 + index] if 1 + index < len(cmd.args) else first
+                raise self.fail(at, str(at), str(exc.args[0])) from exc
             except TypeError as exc:
                 raise self.fail(first, first.name, f"wrong number of args for {first.name}: {exc}") from exc
             except (ValueError, IndexError, KeyError) as exc:
@@ -666,11 +719,10 @@ class _State:
             if value.has(name):
                 return value.get(name)
             raise self.fail(node, str(node), f"can't evaluate field {name} in type {value.type_name}")
-        if isinstance(value, TypedMap):
-            if name in value.data:
-                return value.wrap(name, value.data[name])
-            if name in value.nil_kinds:
-                return GoNil(value.nil_kinds[name])
+        if isinstance(value, GoValue):
+            found, result = value.lookup(name)
+            if found:
+                return result
             raise self.fail(node, str(node), f"can't evaluate field {name} in type {value.type_name}")
         if isinstance(value, dict):
             if name in value:
@@ -678,30 +730,17 @@ class _State:
             if self.strict:
                 raise self.fail(node, str(node), f'map has no entry for key "{name}"')
             return NO_VALUE
-        if value is None or isinstance(value, GoNil):
+        if value is NO_VALUE:
             raise self.fail(node, str(node), f"nil pointer evaluating interface {{}}.{name}")
-        raise self.fail(node, str(node), f"can't evaluate field {name} in type {_go_type(value)}")
-
-
-class TypedMap:
-    """A JSON object standing in for a Go struct: knows which absent or null fields are nil slices or maps."""
-
-    def __init__(self, data: Mapping[str, Any], type_name: str, nil_kinds: Mapping[str, str]) -> None:
-        self.data, self.type_name, self.nil_kinds = data, type_name, nil_kinds
-
-    def wrap(self, name: str, value: Any) -> Any:
-        if value is None and name in self.nil_kinds:
-            return GoNil(self.nil_kinds[name])
-        if isinstance(value, dict) and name not in _MAP_VALUED:
-            return TypedMap(value, self.type_name, self.nil_kinds)
-        return value
-
-
-# JSON objects that are Go maps (keys are data), not structs
-_MAP_VALUED = {"Labels", "Volumes", "ExposedPorts", "Data", "Options", "Ports", "Networks", "DriverOpts"}
+        if value is None or isinstance(value, GoNil):
+            raise self.fail(node, str(node), f"nil pointer evaluating {value.kind if value else 'interface {}'}.{name}")
+        go_type = "interface {}" if self.strict else _go_type(value)  # raw JSON values are all interface {}
+        raise self.fail(node, str(node), f"can't evaluate field {name} in type {go_type}")
 
 
 def _go_type(v: Any) -> str:
+    if v is NO_VALUE or v is None:
+        return "<nil>"
     if isinstance(v, str):
         return "string"
     if isinstance(v, bool):
@@ -725,17 +764,19 @@ _MISSING_ARG: Any = _Missing()
 # ---- functions -----------------------------------------------------------------------------------------------
 
 def _index(item: Any, *keys: Any) -> Any:
+    if item is NO_VALUE or item is None:
+        raise ValueError("index of untyped nil")
     for key in keys:
-        if isinstance(item, TypedMap):
-            item = item.data
         if isinstance(item, dict):
-            item = item.get(key, NO_VALUE) if not isinstance(key, GoNil) else NO_VALUE
+            # a typed map[string]string yields "" for a missing key; an untyped map, nil
+            missing = NO_VALUE if isinstance(item, RawDict) else ""
+            item = item.get(key, missing) if not isinstance(key, GoNil) else missing
         elif isinstance(item, list | tuple | str):
             if not isinstance(key, int) or not 0 <= key < len(item):
                 raise IndexError(f"index out of range: {key}")
             item = item[key] if not isinstance(item, str) else ord(item[key])
         elif isinstance(item, GoNil) and item.kind == "map":
-            item = NO_VALUE
+            item = ""
         else:
             raise ValueError(f"can't index item of type {_go_type(item)}")
     return item
@@ -744,8 +785,6 @@ def _index(item: Any, *keys: Any) -> Any:
 def _len(item: Any) -> int:
     if isinstance(item, GoNil):
         return 0
-    if isinstance(item, TypedMap):
-        return len(item.data)
     if isinstance(item, str):
         return len(item.encode())
     if isinstance(item, list | tuple | dict):
@@ -864,6 +903,15 @@ def _slice(item: Any, *idx: int) -> Any:
     return item[slice(*idx)] if idx else item
 
 
+def _join(items: Any, sep: str) -> str:
+    if isinstance(items, GoNil) and items is not NO_VALUE:
+        return ""
+    if isinstance(items, RawList) or not isinstance(items, list | tuple):
+        got = "[]interface {}" if isinstance(items, RawList) else _go_type(items)
+        raise ArgTypeError(f"wrong type for value; expected []string; got {got}", 0)
+    return sep.join(go_print(x) for x in items)
+
+
 def _title(s: str) -> str:
     return re.sub(r"(^|(?<=[^\w']))(\w)", lambda m: m.group(2).upper(), s)
 
@@ -898,7 +946,7 @@ BUILTINS: dict[str, Callable[..., Any]] = {
 DOCKER_FUNCS: dict[str, Callable[..., Any]] = {
     "json": go_json,
     "split": lambda s, sep: s.split(sep) if sep else list(s),
-    "join": lambda items, sep: sep.join(go_print(x) for x in (items if not isinstance(items, GoNil) else [])),
+    "join": lambda items, sep: _join(items, sep),
     "title": _title,
     "lower": lambda s: s.lower(),
     "upper": lambda s: s.upper(),

@@ -19,7 +19,8 @@ from typing import Any
 
 from berth.cli.context import Ctx, UsageError
 from berth.cli.formatter import display_stream, inspect_output, render_list
-from berth.cli.gotemplate import Record, TypedMap
+from berth.cli.gotemplate import Record
+from berth.cli.gotypes import JsonStruct, image_inspect_value
 from berth.cli.refs import parse_normalized, try_familiar
 from berth.cli.units import ellipsis, go_time_string, human_size, rfc3339, since, truncate_id
 from berth.client.transport import file_chunks, from_daemon, path_segment
@@ -44,7 +45,7 @@ def parse_filters(items: Iterable[str]) -> dict[str, dict[str, bool]]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f'invalid argument "{item}" for "-f, --filter" flag: bad format of filter '
-                             "(expected name=value)")
+                             "(expected name=value)", usage=True)
         out.setdefault(key.strip().lower(), {})[value] = True
     return out
 
@@ -155,14 +156,6 @@ def run_images(ctx: Ctx, a: argparse.Namespace) -> int:
 
 # ---- inspect -------------------------------------------------------------------------------------------------
 
-# Fields of image.InspectResponse (and its Config) that are Go slices or maps: a JSON null prints as [] / map[].
-IMAGE_NIL_KINDS = {
-    "RepoTags": "slice", "RepoDigests": "slice", "Env": "slice", "Cmd": "slice", "Entrypoint": "slice",
-    "OnBuild": "slice", "Shell": "slice", "Layers": "slice", "Labels": "map", "Volumes": "map",
-    "ExposedPorts": "map", "Data": "map", "Healthcheck": "ptr", "Metadata": "struct",
-}
-
-
 def daemon_message(err: BaseException) -> str:
     """How docker prints an error the daemon sent: 'Error response from daemon: ...'."""
     status = from_daemon(err)
@@ -182,8 +175,10 @@ def run_image_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
             errors.append(daemon_message(exc))
             continue
         raws.append(raw)
-        typed.append(TypedMap(json.loads(raw), "image.InspectResponse", IMAGE_NIL_KINDS))
-    ctx.out.write(inspect_output(raws, a.format or "", typed))
+        typed.append(image_inspect_value(json.loads(raw)))
+    text, template_errors = inspect_output(raws, a.format or "", typed)
+    ctx.out.write(text)
+    errors += template_errors
     if errors:
         ctx.err.write("\n".join(errors) + "\n")
         return 1
@@ -205,12 +200,15 @@ def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
             except NotFound:
                 continue
             raws.append(raw)
-            nil_kinds = IMAGE_NIL_KINDS if kind == "image" else {}
-            typed.append(TypedMap(json.loads(raw), f"{kind}.InspectResponse", nil_kinds))
+            data = json.loads(raw)
+            typed.append(image_inspect_value(data) if kind == "image" else
+                         JsonStruct(data, "container.InspectResponse"))
             break
         else:
             errors.append(f"Error: No such {'object' if not a.type else a.type}: {ref}")
-    ctx.out.write(inspect_output(raws, a.format or "", typed))
+    text, template_errors = inspect_output(raws, a.format or "", typed)
+    ctx.out.write(text)
+    errors += template_errors
     if errors:
         ctx.err.write("\n".join(errors) + "\n")
         return 1

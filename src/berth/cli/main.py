@@ -26,12 +26,22 @@ PROG = "berth"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        """Flag errors as cobra words them, with the usage line after (exit 125)."""
         if message.startswith("unrecognized arguments:"):
             flag = message.split(":", 1)[1].strip().split()[0]
-            message = f"unknown flag: {flag}" if flag.startswith("-") else f"unexpected argument: {flag}"
+            if flag.startswith("--"):
+                message = f"unknown flag: {flag.partition('=')[0]}"
+            elif flag.startswith("-"):
+                message = f"unknown shorthand flag: {flag[1:2]!r} in {flag}"
+            else:
+                message = f"unexpected argument: {flag}"
         elif message.startswith("argument "):
-            message = message.removeprefix("argument ").replace(": expected one argument", " flag needs an argument")
-        raise UsageError(f"{message}\nSee '{self.prog} --help'.")
+            names, _, detail = message.removeprefix("argument ").partition(": ")
+            if detail == "expected one argument":
+                message = f"flag needs an argument: {names.split('/')[-1]}"
+            else:
+                message = f'invalid argument for "{names.replace("/", ", ")}" flag: {detail}'
+        raise UsageError(f"{message}\n\nUsage:  {self.usage}\n\nRun '{self.prog} --help' for more information")
 
 
 @dataclass(frozen=True)
@@ -285,18 +295,25 @@ def _run(argv: list[str], ctx_factory: Callable[[str | None], Ctx], out: Callabl
     ctx = ctx_factory(g.host[-1] if g.host else None)
     try:
         return cmd.run(ctx, a)
+    except UsageError as exc:
+        if not exc.usage:
+            raise
+        raise UsageError(f"{exc}\n\nUsage:  {PROG} {cmd.usage}\n\nRun '{prog} --help' for more information",
+                         exc.exit_code) from exc
     finally:
         ctx.close()
 
 
 def _count_message(prog: str, lo: int, hi: int | None) -> str:
+    def noun(n: int) -> str:
+        return "argument" if n == 1 else "arguments"
     if hi == lo:
-        return f"\"{prog}\" requires exactly {lo} argument{'s' if lo != 1 else ''}."
+        return f"{PROG}: '{prog}' requires {lo} {noun(lo)}"
     if hi is None:
-        return f"\"{prog}\" requires at least {lo} argument{'s' if lo != 1 else ''}."
+        return f"{PROG}: '{prog}' requires at least {lo} {noun(lo)}"
     if lo == 0:
-        return f"\"{prog}\" requires at most {hi} argument{'s' if hi != 1 else ''}."
-    return f"\"{prog}\" requires at least {lo} and at most {hi} arguments."
+        return f"{PROG}: '{prog}' requires at most {hi} {noun(hi)}"
+    return f"{PROG}: '{prog}' requires at least {lo} and at most {hi} {noun(hi)}"
 
 
 def exit_code(err: BaseException) -> int:

@@ -12,7 +12,8 @@ from typing import Any
 
 from berth.cli.context import Ctx
 from berth.cli.formatter import FormatError
-from berth.cli.gotemplate import Template, TemplateError, TypedMap
+from berth.cli.gotemplate import Template, TemplateError
+from berth.cli.gotypes import JsonStruct
 from berth.client.transport import CLIENT_MAX_API
 from berth.errors import BerthError
 
@@ -43,7 +44,7 @@ def _execute(fmt: str, data: Any, type_name: str) -> str:
     except TemplateError as exc:
         raise FormatError(f"template parsing error: {exc}") from exc
     try:
-        return tmpl.execute(TypedMap(data, type_name, {}) if isinstance(data, dict) else data) + "\n"
+        return tmpl.execute(JsonStruct(data, type_name) if isinstance(data, dict) else data) + "\n"
     except TemplateError as exc:
         raise FormatError(str(exc)) from exc
 
