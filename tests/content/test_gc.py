@@ -221,3 +221,12 @@ def test_gc_running_concurrently_spares_an_ingest_in_progress_and_a_leased_blob(
         assert store.has(leased_elsewhere)
         assert store.check() == []
     assert store.gc([]).removed == tuple(sorted([leased_elsewhere, Digest.of(data)]))
+
+
+def test_gc_leaves_alone_what_is_not_a_lease_file(store: BlobStore) -> None:
+    (store.root / "leases" / "a-dir").mkdir()
+    os.symlink("/etc/passwd", store.root / "leases" / "a-link")
+    digest = store.put_bytes(b"unheld")
+    assert store.gc([]).removed == (digest,)
+    assert sorted(os.listdir(store.root / "leases")) == ["a-dir", "a-link"]
+    assert os.path.exists("/etc/passwd")

@@ -284,3 +284,20 @@ def test_a_debian_rootfs_has_apt_and_runs_in_a_chroot(tmp_path: Path) -> None:
         assert bootstrap._mounts_below(dest) == []
     finally:
         assert bootstrap._mounts_below(dest) == []
+
+
+@needs_busybox
+def test_the_same_busybox_gives_identical_trees(tmp_path: Path) -> None:
+    def tree(root: Path) -> list[tuple[str, int, int, int]]:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in sorted(dirnames + filenames):
+                st = os.lstat(os.path.join(dirpath, name))
+                out.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_mode, st.st_size,
+                            st.st_mtime_ns))
+        return sorted(out)
+
+    busybox_rootfs(tmp_path / "a")
+    busybox_rootfs(tmp_path / "b")
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    assert os.stat(tmp_path / "a" / "etc" / "passwd").st_mtime == os.stat("/bin/busybox").st_mtime

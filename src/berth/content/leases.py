@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -101,10 +102,12 @@ def held_digests(leases_dir: Path) -> tuple[set[Digest], list[str]]:
     for name in names:
         path = leases_dir / name
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue  # released meanwhile
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # released meanwhile, or a symlink: not a lease
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue  # not a lease file; never unlink what we did not make
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

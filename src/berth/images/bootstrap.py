@@ -172,8 +172,17 @@ def busybox_rootfs(dest: Path, busybox: Path = BUSYBOX) -> RootfsSpec:
             os.link(binary, target)  # hardlinks, as the official busybox image has: one inode in the layer
         _write(dest / "etc" / "passwd", PASSWD, 0o644)
         _write(dest / "etc" / "group", GROUP, 0o644)
+        # every timestamp from the binary's: the same busybox gives the same layer, and the same image ID
+        _set_times(dest, os.stat(busybox).st_mtime)
     config = ContainerConfig(env=(DEFAULT_PATH,), cmd=("sh",))
     return RootfsSpec(dest, config, comment=f"busybox root filesystem from {busybox}")
+
+
+def _set_times(root: Path, when: float) -> None:
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (when, when), follow_symlinks=False)
+    os.utime(root, (when, when))
 
 
 def _write(path: Path, text: str, mode: int) -> None:
