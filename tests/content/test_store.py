@@ -274,3 +274,10 @@ def test_check_finds_a_corrupted_blob_and_stray_files(store: BlobStore) -> None:
 def test_a_blob_store_can_be_reopened_on_the_same_root(tmp_path: Path) -> None:
     digest = BlobStore(tmp_path).put_bytes(b"persist")
     assert BlobStore(tmp_path).read_bytes(digest) == b"persist"
+
+
+def test_an_existing_blob_with_a_different_expected_size_is_corrupt(store: BlobStore) -> None:
+    digest = store.put_bytes(b"four")
+    with pytest.raises(Corrupt):
+        store.ingest(io.BytesIO(b"four"), expected=digest, expected_size=5)
+    assert store.has(digest) and ingest_files(store) == []

@@ -85,27 +85,37 @@ class BlobWriter:
         try:
             self._open_partial()
         except BaseException:
-            os.close(self._fd)
+            try:
+                if os.fstat(self._fd).st_size == 0:
+                    os.unlink(self._path)  # ours, made by lock_path; a partial with data stays for its ref
+            finally:
+                os.close(self._fd)
             raise
         self._closed = False
 
     def _open_partial(self) -> None:
-        st = os.fstat(self._fd)
-        if st.st_nlink > 1:
+        if os.fstat(self._fd).st_nlink > 1:
             # A crash between linking into blobs/ and unlinking here: this inode IS a committed blob.
             os.unlink(self._path)
-            os.close(self._fd)
-            fd = lock_path(self._path, wait=True)
+            fd = lock_path(self._path, wait=True, mode=PARTIAL_MODE)
             assert fd is not None
+            os.close(self._fd)
             self._fd = fd
-            st = os.fstat(fd)
         self._offset = os.lseek(self._fd, 0, os.SEEK_END)
         # A fresh partial is hashed as it streams; a resumed one is hashed from disk at commit, so that
         # a registry upload taking many PATCH requests does not re-read the whole file on every one.
         self._hasher: _Hash | None = hashlib.sha256() if self._offset == 0 else None
-        if self.expected is not None and (self._blobs_dir / self.expected.hex).exists():
-            self._committed = BlobInfo(self.expected, os.stat(self._blobs_dir / self.expected.hex).st_size)
-        elif self.expected_size is not None and self._offset > self.expected_size:
+        if self.expected is not None:
+            try:
+                size = os.stat(self._blobs_dir / self.expected.hex).st_size
+            except FileNotFoundError:
+                pass
+            else:
+                if self.expected_size is not None and size != self.expected_size:
+                    raise Corrupt(f"blob {self.expected} is {size} bytes, not the {self.expected_size} expected")
+                self._committed = BlobInfo(self.expected, size)
+                return
+        if self.expected_size is not None and self._offset > self.expected_size:
             self._truncate(0)  # a leftover longer than the blob can be: not a prefix of it
 
     # -- state --------------------------------------------------------------------------------------
