@@ -338,7 +338,8 @@ class _Applier:
             if name.startswith("trusted.overlay."):
                 continue
             try:
-                os.setxattr(where, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                os.setxattr(where, name, value.encode("utf-8", "surrogateescape"),
+                            follow_symlinks=isinstance(where, int))
             except OSError as exc:
                 if exc.errno != errno.ENOTSUP:
                     raise

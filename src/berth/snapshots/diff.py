@@ -57,6 +57,9 @@ class _HashingWriter:
         self.hash = hashlib.sha256()
         self.size = 0
 
+    def tell(self) -> int:
+        return self.size
+
     def write(self, data: bytes) -> int:
         self.hash.update(data)
         self.size += len(data)
