@@ -281,3 +281,14 @@ def test_an_existing_blob_with_a_different_expected_size_is_corrupt(store: BlobS
     with pytest.raises(Corrupt):
         store.ingest(io.BytesIO(b"four"), expected=digest, expected_size=5)
     assert store.has(digest) and ingest_files(store) == []
+
+
+def test_the_size_of_a_partial_is_known_while_its_writer_holds_it(store: BlobStore) -> None:
+    with store.writer("upload-1", resumable=True) as w:
+        w.write(b"12345")
+        assert store.partial_size("upload-1") == 5
+    assert store.partial_size("upload-1") == 5
+    with pytest.raises(NotFound):
+        store.partial_size("no-such-upload")
+    with pytest.raises(InvalidArgument):
+        store.partial_size("../blobs")

@@ -76,20 +76,7 @@ class BlobStore:
                 return w.commit()
             if w.offset:
                 w.truncate(0)  # the stream starts at byte 0 of the blob, whatever a crash left here
-            buf = bytearray(CHUNK)
-            view = memoryview(buf)
-            readinto = getattr(stream, "readinto", None)
-            while True:
-                if readinto is not None:
-                    n = readinto(buf)
-                    if not n:
-                        break
-                    w.write(view[:n])
-                else:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
-                    w.write(chunk)
+            w.write_from(stream)
             return w.commit()
 
     def put_bytes(self, data: bytes, expected: Digest | None = None, *, lease: Holder | None = None) -> Digest:
@@ -100,6 +87,13 @@ class BlobStore:
             if not w.exists:
                 w.write(data)
             return w.commit().digest
+
+    def partial_size(self, ref: str) -> int:
+        """Bytes an unfinished ingest has so far (an upload's status), without waiting for its writer."""
+        try:
+            return os.stat(self._ingest / check_ref(ref)).st_size
+        except FileNotFoundError:
+            raise NotFound(f"no ingest in progress under ref {ref!r}") from None
 
     # -- reading ------------------------------------------------------------------------------------
 
