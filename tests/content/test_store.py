@@ -292,3 +292,29 @@ def test_the_size_of_a_partial_is_known_while_its_writer_holds_it(store: BlobSto
         store.partial_size("no-such-upload")
     with pytest.raises(InvalidArgument):
         store.partial_size("../blobs")
+
+
+class ReadOnlyStream:
+    """A stream with read() but no readinto(), like some HTTP response bodies."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self._data, self._piece = data, piece
+
+    def read(self, n: int = -1) -> bytes:
+        out, self._data = self._data[:min(n, self._piece)], self._data[min(n, self._piece):]
+        return out
+
+
+def test_ingest_takes_streams_without_readinto_and_short_reads(store: BlobStore) -> None:
+    data = os.urandom((3 << 20) + 7)
+    info = store.ingest(ReadOnlyStream(data, 100_000), expected=Digest.of(data), expected_size=len(data))  # type: ignore[arg-type]
+    assert info.size == len(data) and store.read_bytes(info.digest, limit=len(data)) == data
+
+
+def test_write_from_continues_a_resumed_partial(store: BlobStore) -> None:
+    data = os.urandom(5 << 20)
+    with store.writer("r", resumable=True) as w:
+        w.write(data[:12345])
+    with store.writer("r", Digest.of(data), len(data)) as w:
+        assert w.write_from(io.BytesIO(data[w.offset:])) == len(data) - 12345
+        assert w.commit().digest == Digest.of(data)
