@@ -318,3 +318,40 @@ def test_write_from_continues_a_resumed_partial(store: BlobStore) -> None:
     with store.writer("r", Digest.of(data), len(data)) as w:
         assert w.write_from(io.BytesIO(data[w.offset:])) == len(data) - 12345
         assert w.commit().digest == Digest.of(data)
+
+
+def _resume_over_leftover_as_nobody(root: str) -> None:
+    os.setgid(65534)
+    os.setuid(65534)
+    store = BlobStore(Path(root))
+    with store.writer("r", resumable=True) as w:
+        assert w.offset == 0
+        w.write(b"other")
+        w.commit()
+    os._exit(0)
+
+
+@pytest.mark.root
+def test_a_non_root_writer_replaces_a_read_only_leftover_link(tmp_path: Path) -> None:
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="berth-content-"))  # tmp_path's parents are closed to nobody
+    try:
+        os.chmod(root, 0o755)
+        os.chown(root, 65534, 65534)
+        store = BlobStore(root)
+        for sub in ("blobs", "blobs/sha256", "ingest", "leases"):
+            os.chown(root / sub, 65534, 65534)
+        digest = store.put_bytes(b"committed")
+        os.chown(store.path(digest), 65534, 65534)
+        os.link(store.path(digest), root / "ingest" / "r")
+        proc = multiprocessing.get_context("fork").Process(target=_resume_over_leftover_as_nobody, args=(str(root),))
+        proc.start()
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert store.read_bytes(digest) == b"committed" and store.has(Digest.of(b"other"))
+        assert store.check() == []
+    finally:
+        shutil.rmtree(root)

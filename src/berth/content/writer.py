@@ -78,7 +78,14 @@ class BlobWriter:
         self._closed = True  # until the ref is locked
         if holder is not None and expected is not None:
             holder.add(expected)  # before looking for it, so gc cannot take it between the look and the use
-        fd = lock_path(ingest_path, wait=wait, mode=PARTIAL_MODE)
+        try:
+            fd = lock_path(ingest_path, wait=wait, mode=PARTIAL_MODE)
+        except PermissionError:
+            # Not root, and the name is a read-only leftover link of a committed blob (see _open_partial).
+            if os.stat(ingest_path).st_nlink < 2:
+                raise
+            ingest_path.unlink(missing_ok=True)
+            fd = lock_path(ingest_path, wait=wait, mode=PARTIAL_MODE)
         if fd is None:
             raise Unavailable(f"ingest {ref!r} is being written by another writer; try again later")
         self._fd = fd
