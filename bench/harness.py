@@ -133,10 +133,17 @@ class EngineResult:
         values = [s.daemon_cpu for s in self.measured if s.daemon_cpu is not None]
         return Stats.of(values) if values else None
 
+    def client_cpu(self) -> Stats | None:
+        """user+sys CPU of the timed command itself (the CLI), for argv actions."""
+        values = [s.user + s.sys for s in self.measured if s.user is not None and s.sys is not None]
+        return Stats.of(values) if values else None
+
     def to_json(self) -> dict[str, Any]:
-        cpu = self.daemon_cpu()
+        cpu, client_cpu = self.daemon_cpu(), self.client_cpu()
         return {"name": self.name, "client": self.client, "wall": self.wall.to_json(),
-                "daemon_cpu": cpu.to_json() if cpu else None, "samples": [s.to_json() for s in self.samples]}
+                "daemon_cpu": cpu.to_json() if cpu else None,
+                "client_cpu": client_cpu.to_json() if client_cpu else None,
+                "samples": [s.to_json() for s in self.samples]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +293,14 @@ def run_scenario(scenario: Scenario, log: TextIO | None = None,
 
 def format_table(result: Result) -> str:
     lines = [f"{result.scenario}: {result.description}",
-             f"  {'engine':<12} {'min':>9} {'median':>9} {'max':>9}  {'daemon cpu':>10}  client"]
+             f"  {'engine':<16} {'min':>9} {'median':>9} {'max':>9}  {'cmd cpu':>9} {'daemon cpu':>10}  client"]
     for e in result.engines:
         w = e.wall
-        cpu = e.daemon_cpu()
+        cpu, client_cpu = e.daemon_cpu(), e.client_cpu()
         cpu_text = f"{cpu.median:9.3f}s" if cpu else f"{'-':>10}"
-        lines.append(f"  {e.name:<12} {w.min:8.3f}s {w.median:8.3f}s {w.max:8.3f}s  {cpu_text}  {e.client}")
+        client_text = f"{client_cpu.median:8.3f}s" if client_cpu else f"{'-':>9}"
+        lines.append(f"  {e.name:<16} {w.min:8.3f}s {w.median:8.3f}s {w.max:8.3f}s  {client_text} {cpu_text}"
+                     f"  {e.client}")
     for label, value in result.ratios.items():
         lines.append(f"  ratio of medians {label}: {value:.2f}")
     return "\n".join(lines)

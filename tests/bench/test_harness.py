@@ -129,6 +129,8 @@ def test_argv_samples_carry_cpu_and_rss_and_stdout_goes_where_asked(tmp_path: Pa
     sample = result.engine("docker").samples[0]
     assert sample.user is not None and sample.sys is not None
     assert sample.max_rss_kib is not None and sample.max_rss_kib > 0
+    client_cpu = result.engine("docker").client_cpu()
+    assert client_cpu is not None and client_cpu.median == pytest.approx(sample.user + sample.sys)
     assert out.read_text() == "hi\n"
 
 
