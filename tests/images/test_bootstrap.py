@@ -264,15 +264,16 @@ def test_an_unknown_suite_is_named_in_the_error_and_leaves_nothing(tmp_path: Pat
 @needs_mmdebstrap
 @pytest.mark.root
 @pytest.mark.slow
-def test_a_debian_rootfs_has_apt_and_runs_in_a_chroot(tmp_path: Path) -> None:
+def test_a_debian_rootfs_has_apt_and_the_included_packages_and_runs_in_a_chroot(tmp_path: Path) -> None:
     dest = tmp_path / "rootfs"
-    spec = debian_rootfs(dest)
+    spec = debian_rootfs(dest, include=["hello"])
     try:
         assert (dest / "usr/bin/apt-get").is_file() and (dest / "etc/debian_version").read_text().startswith("12")
         proc = _chroot(dest, "/bin/true")
         assert proc.returncode == 0, proc.stderr
         proc = _chroot(dest, "/bin/bash", "-c", "dpkg-query -W -f '${Package}\\n' apt bash | sort")
         assert proc.stdout.split() == ["apt", "bash"], proc.stderr
+        assert _chroot(dest, "/usr/bin/hello").stdout == "Hello, world!\n"  # the included package
         assert spec.config.cmd == ("bash",) and spec.config.env == (DEFAULT_PATH,)
         assert os.listdir(dest / "dev") == []  # the runtime makes /dev; the image carries no device nodes
         assert not (dest / "etc/resolv.conf").exists() and not (dest / "etc/hostname").exists()

@@ -349,6 +349,8 @@ def debian_rootfs(dest: Path, suite: str = "bookworm", variant: str = "minbase",
     with _fresh_dest(dest):
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C.UTF-8",
                "DEBIAN_FRONTEND": "noninteractive"}
+        if "SOURCE_DATE_EPOCH" in os.environ:  # mmdebstrap then makes a reproducible tree
+            env["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
