@@ -272,10 +272,21 @@ _NUM = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]+|(\d[\d_]*
 
 
 class Template:
-    def __init__(self, source: str, funcs: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, source: str, funcs: Mapping[str, Callable[..., Any]] | None = None, name: str = "") -> None:
         self.source = source
+        self.name = name
         self.funcs: dict[str, Callable[..., Any]] = {**BUILTINS, **DOCKER_FUNCS, **(funcs or {})}
-        self._nodes = _Parser(source, self.funcs).parse()
+        self._nodes = _Parser(source, self.funcs, name).parse()
+
+    def run(self, data: Any) -> tuple[str, TemplateError | None]:
+        """Execute; return what was written (all of it, or up to the failure) and the failure, if any."""
+        out: list[str] = []
+        state = _State(self, data, out, False, self.funcs)
+        try:
+            state.walk(self._nodes, data)
+        except TemplateError as exc:
+            return "".join(out), exc
+        return "".join(out), None
 
     def execute(self, data: Any, *, missing_key_error: bool = False,
                 funcs: Mapping[str, Callable[..., Any]] | None = None) -> str:
@@ -300,15 +311,16 @@ def parse(source: str) -> Template:
 
 
 class _Parser:
-    def __init__(self, src: str, funcs: Mapping[str, Any]) -> None:
+    def __init__(self, src: str, funcs: Mapping[str, Any], name: str = "") -> None:
         self.src = src
         self.funcs = funcs
+        self.name = name
 
     def line(self, pos: int) -> int:
         return self.src.count("\n", 0, pos) + 1
 
     def fail(self, pos: int, msg: str) -> TemplateError:
-        return TemplateError(f"template: :{self.line(pos)}: {msg}")
+        return TemplateError(f"template: {self.name}:{self.line(pos)}: {msg}")
 
     def parse(self) -> list[_Node]:
         items = self._split()
@@ -599,7 +611,8 @@ class _State:
         pos = max(node.pos, 0)
         line = src.count("\n", 0, pos) + 1
         col = pos - (src.rfind("\n", 0, pos) + 1)
-        return TemplateError(f'template: :{line}:{col}: executing "" at <{what}>: {msg}')
+        name = self.tmpl.name
+        return TemplateError(f'template: {name}:{line}:{col}: executing "{name}" at <{what}>: {msg}')
 
     def walk(self, nodes: Sequence[_Node], dot: Any) -> None:
         for node in nodes:
@@ -907,7 +920,8 @@ def _join(items: Any, sep: str) -> str:
     if isinstance(items, GoNil) and items is not NO_VALUE:
         return ""
     if isinstance(items, RawList) or not isinstance(items, list | tuple):
-        got = "[]interface {}" if isinstance(items, RawList) else _go_type(items)
+        got = "[]interface {}" if isinstance(items, RawList) else \
+            "interface {}" if items is NO_VALUE else _go_type(items)
         raise ArgTypeError(f"wrong type for value; expected []string; got {got}", 0)
     return sep.join(go_print(x) for x in items)
 

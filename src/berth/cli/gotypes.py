@@ -215,7 +215,11 @@ class JsonStruct(GoValue):
         self.data = data
         self.type_name = type_name
 
+    # Go field names whose JSON key is spelled differently
+    ALIASES = {"APIVersion": "ApiVersion", "MinAPIVersion": "MinAPIVersion", "ID": "ID"}
+
     def lookup(self, name: str) -> tuple[bool, Any]:
+        name = self.ALIASES.get(name, name)
         if name not in self.data:
             return False, None
         value = self.data[name]

@@ -197,7 +197,10 @@ def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
                 f"/images/{path_segment(ref)}/json"
             try:
                 raw = ctx.client.call("GET", path).decode()
-            except NotFound:
+            except NotFound as exc:
+                if a.type:  # one type asked for: docker passes the daemon's answer through
+                    errors.append(daemon_message(exc))
+                    break
                 continue
             raws.append(raw)
             data = json.loads(raw)
@@ -205,7 +208,7 @@ def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
                          JsonStruct(data, "container.InspectResponse"))
             break
         else:
-            errors.append(f"Error: No such {'object' if not a.type else a.type}: {ref}")
+            errors.append(f"Error: No such object: {ref}")
     text, template_errors = inspect_output(raws, a.format or "", typed)
     ctx.out.write(text)
     errors += template_errors

@@ -6,7 +6,9 @@ May import: the standard library, berth.cli.*, berth.client, berth.errors.
 from __future__ import annotations
 
 import argparse
+import datetime
 import platform
+import re
 import sys
 from typing import Any
 
@@ -38,29 +40,54 @@ def _go_arch(machine: str) -> str:
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
-def _execute(fmt: str, data: Any, type_name: str) -> str:
+def _execute(fmt: str, data: Any, type_name: str, name: str = "") -> tuple[str, FormatError | None]:
+    """Run a --format template as docker's info/version do: a parse error exits 64; an execution error keeps the
+    partial output, adds the newline, and exits 1 with Go's message."""
     try:
-        tmpl = Template(fmt)
+        tmpl = Template(fmt, name=name)
     except TemplateError as exc:
-        raise FormatError(f"template parsing error: {exc}") from exc
+        prefix = "template parsing error: " if not name else ""
+        raise FormatError(f"{prefix}{exc}", exit_code=64) from exc
+    text, err = tmpl.run(JsonStruct(data, type_name) if isinstance(data, dict) else data)
+    return text + "\n", (FormatError(str(err)) if err else None)
+
+
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def reformat_date(text: str) -> str:
+    """docker's reformatDate: an RFC 3339 build time shown as Go's time.ANSIC ("Thu May  7 21:09:36 2026")."""
+    m = _RFC3339.match(text)
+    if not m:
+        return text
     try:
-        return tmpl.execute(JsonStruct(data, type_name) if isinstance(data, dict) else data) + "\n"
-    except TemplateError as exc:
-        raise FormatError(str(exc)) from exc
+        y, mo, d, h, mi, sec = (int(g) for g in m.groups()[:6])
+        t = datetime.datetime(y, mo, d, h, mi, sec)
+    except ValueError:
+        return text
+    return t.strftime("%a %b ") + f"{t.day:>2}" + t.strftime(" %H:%M:%S %Y")
 
 
 def run_version(ctx: Ctx, a: argparse.Namespace) -> int:
     server: dict[str, Any] | None = None
     server_error: BerthError | None = None
+    if a.format:
+        Template(a.format if a.format != "json" else "{{json .}}", name="version")  # parse errors before any call
     try:
         server = ctx.client.get_json("/version")
         api: str | None = ctx.client.api_version
     except BerthError as exc:
         server_error, api = exc, None
+    for comp in (server or {}).get("Components") or []:
+        if comp.get("Name") == "Engine" and isinstance(comp.get("Details"), dict) and "BuildTime" in comp["Details"]:
+            comp["Details"]["BuildTime"] = reformat_date(str(comp["Details"]["BuildTime"]))
     client = _client_info(ctx, api)
     if a.format:
         fmt = "{{json .}}" if a.format == "json" else a.format
-        ctx.out.write(_execute(fmt, {"Client": client, "Server": server}, "command.versionInfo"))
+        text, err = _execute(fmt, {"Client": client, "Server": server}, "system.versionInfo", name="version")
+        ctx.out.write(text)
+        if err is not None:
+            raise err
     else:
         lines = ["Client:", f" Version:           {client['Version']}"]
         api_line = client["ApiVersion"]
@@ -101,7 +128,10 @@ def run_info(ctx: Ctx, a: argparse.Namespace) -> int:
         data = dict(info)
         data["ClientInfo"] = _client_info(ctx, ctx.client.api_version)
         fmt = "{{json .}}" if a.format == "json" else a.format
-        ctx.out.write(_execute(fmt, data, "system.dockerInfo"))
+        text, err = _execute(fmt, data, "system.dockerInfo")
+        ctx.out.write(text)
+        if err is not None:
+            raise err
         return 0
     ci = _client_info(ctx, ctx.client.api_version)
     out = ["Client:", f" Version:    {ci['Version']}", f" Context:    {ci['Context']}", " Debug Mode: false", "",
