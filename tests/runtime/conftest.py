@@ -123,7 +123,7 @@ class Runtime:
 
     def ids(self) -> list[str]:
         out = self("list", "--format", "json")
-        return [c["id"] for c in json.loads(out.stdout or "[]")] if out.returncode == 0 else []
+        return [c["id"] for c in (json.loads(out.stdout or "[]") or [])] if out.returncode == 0 else []
 
     def cleanup(self) -> None:
         for cid in self.ids():

@@ -18,6 +18,7 @@ from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.oci.spec import Capabilities, Process, Spec, User
 from berth.runtime import api
 from berth.runtime.state import check_id
+from berth.runtime.users import resolve_user
 
 
 class Opts(Protocol):
@@ -247,7 +248,7 @@ def cmd_exec(opts: Opts, root: Path) -> int:
             spec = Spec.from_json(json.load(f))
     except FileNotFoundError as exc:
         raise NotFound(f"container {cid} does not exist") from exc
-    process = _exec_process(opts, spec)
+    process = _exec_process(opts, spec, api.state(cid, root).rootfs)
     detach = opts.flag("detach")
     console: str | socket.socket | None = opts.get("console-socket")
     ours: socket.socket | None = None
@@ -264,7 +265,7 @@ def cmd_exec(opts: Opts, root: Path) -> int:
     return _wait_forwarding(pid, master)
 
 
-def _exec_process(opts: Opts, spec: Spec) -> Process:
+def _exec_process(opts: Opts, spec: Spec, rootfs: str) -> Process:
     path = opts.get("process")
     if path:
         try:
@@ -277,10 +278,9 @@ def _exec_process(opts: Opts, spec: Spec) -> Process:
     base = spec.process or Process(args=("sh",))
     user = base.user
     if opts.get("user"):
-        uid, _, gid = (opts.get("user") or "").partition(":")
-        if not uid.isdigit() or (gid and not gid.isdigit()):
-            raise InvalidArgument("--user takes numeric uid[:gid]")
-        user = User(int(uid), int(gid) if gid else 0, user.umask, user.additional_gids)
+        # runc takes uid[:gid]; names are accepted too, looked up in the rootfs' own /etc/passwd and /etc/group
+        who = resolve_user(rootfs, opts.get("user") or "")
+        user = User(who.uid, who.gid, user.umask, user.additional_gids)
     if opts.all("additional-gids"):
         user = replace(user, additional_gids=tuple(int(g) for g in opts.all("additional-gids")))
     caps = base.capabilities or Capabilities()
