@@ -21,6 +21,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -80,9 +81,10 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt/sources.list.d"),
                     return uris[0]
     if sources_list.is_file():
         for line in sources_list.read_text().splitlines():
-            words = line.split("#", 1)[0].split()
+            # "deb [opt=a opt2=b] URI SUITE COMPONENTS...": drop the bracketed options.
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
             if words[:1] == ["deb"]:
-                rest = [w for w in words[1:] if not w.startswith("[")]
+                rest = words[1:]
                 if len(rest) >= 2 and rest[1] == "bookworm":
                     return rest[0]
     raise ImageBuildError(f"no bookworm 'deb' source in {sources_dir}/*.sources or {sources_list}")
