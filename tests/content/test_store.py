@@ -355,3 +355,27 @@ def test_a_non_root_writer_replaces_a_read_only_leftover_link(tmp_path: Path) ->
         assert store.check() == []
     finally:
         shutil.rmtree(root)
+
+
+def test_a_symlink_planted_among_the_blobs_is_not_followed(store: BlobStore, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host file")
+    planted = Digest.of(b"host file")
+    os.symlink(secret, store.root / "blobs" / "sha256" / planted.hex)
+    with pytest.raises(Corrupt):
+        store.open(planted)
+    with pytest.raises(Corrupt):
+        store.size(planted)
+    assert not store.has(planted)
+    assert list(store.walk()) == []
+    assert any("not a regular file" in p for p in store.check())
+
+
+def test_a_fifo_among_blobs_or_partials_hangs_neither_reads_nor_gc(store: BlobStore) -> None:
+    fifo = Digest.of(b"fifo")
+    os.mkfifo(store.root / "blobs" / "sha256" / fifo.hex)
+    os.mkfifo(store.root / "ingest" / "a-fifo")
+    with pytest.raises(Corrupt):
+        store.open(fifo)
+    assert store.gc([]).ingests_removed == ()
+    assert len(store.check()) == 2

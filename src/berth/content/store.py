@@ -8,6 +8,7 @@ May import: berth.oci, berth.util, berth.errors. Never the engine or the runtime
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -105,22 +106,37 @@ class BlobStore:
         return p
 
     def has(self, digest: Digest) -> bool:
-        return (self._blobs / digest.hex).exists()
+        try:
+            return stat.S_ISREG(os.lstat(self._blobs / digest.hex).st_mode)
+        except FileNotFoundError:
+            return False
 
     def size(self, digest: Digest) -> int:
         try:
-            return os.stat(self._blobs / digest.hex).st_size
+            st = os.lstat(self._blobs / digest.hex)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise Corrupt(f"blob {digest} is not a regular file")
+        return st.st_size
 
     def info(self, digest: Digest) -> BlobInfo:
         return BlobInfo(digest, self.size(digest))
 
     def open(self, digest: Digest) -> BinaryIO:
         try:
-            return open(self._blobs / digest.hex, "rb")  # noqa: SIM115 -- the caller closes it
+            # O_NONBLOCK: a planted FIFO must not hang the reader (no effect on a regular file)
+            fd = os.open(self._blobs / digest.hex, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # blobs are only ever linked in by commit: a symlink is tampering
+                raise Corrupt(f"blob {digest} is a symbolic link, not content") from exc
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Corrupt(f"blob {digest} is not a regular file")
+        return os.fdopen(fd, "rb")
 
     def read_bytes(self, digest: Digest, limit: int = MANIFEST_LIMIT) -> bytes:
         """The whole blob, verified against its digest; LimitExceeded when it is over limit bytes."""
@@ -182,7 +198,7 @@ class BlobStore:
         for name in sorted(os.listdir(self._ingest)):
             path = self._ingest / name
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 continue  # gone meanwhile, or not a partial (check() reports that)
             try:
@@ -191,11 +207,15 @@ class BlobStore:
                 except BlockingIOError:
                     continue  # a live writer holds it
                 st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode) or os.stat(path).st_ino != st.st_ino:
+                try:
+                    same = os.stat(path).st_ino == st.st_ino
+                except FileNotFoundError:
+                    same = False  # committed or dropped by its writer between our open and our lock
+                if not stat.S_ISREG(st.st_mode) or not same:
                     continue
                 # nlink > 1: left by a crash between commit's link and unlink; the blob is safe
                 if st.st_nlink > 1 or now - st.st_mtime >= stale_after:
-                    os.unlink(path)
+                    path.unlink(missing_ok=True)
                     out.append(name)
             finally:
                 os.close(fd)
@@ -216,11 +236,14 @@ class BlobStore:
             if not Digest.is_valid("sha256:" + entry.name):
                 problems.append(f"stray entry {path} (not a sha256 hex name)")
                 continue
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode):
-                problems.append(f"blob {path} is not a regular file")
-                continue
-            actual = _hash_file(path)
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    problems.append(f"blob {path} is not a regular file")
+                    continue
+                actual = _hash_file(path)
+            except FileNotFoundError:
+                continue  # deleted (gc) while the check ran
             if actual != entry.name:
                 problems.append(f"blob sha256:{entry.name} is corrupt: its content hashes to sha256:{actual}")
         for name in sorted(os.listdir(self._ingest)):
