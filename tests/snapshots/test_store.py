@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -192,3 +193,30 @@ def test_usage_counts_blocks_and_inodes_once_per_hardlink(store: Snapshotter) ->
     (snap.upper / "new").write_bytes(b"z" * 10_000)
     os.link(snap.upper / "new", snap.upper / "same")
     assert store.usage("u").inodes == 2
+
+
+def test_preparing_a_container_does_not_wait_for_an_unpack_in_progress(store: Snapshotter) -> None:
+    (d0,), (c0,) = _ids(BASE)
+    r, w = os.pipe()
+    with ThreadPoolExecutor(1) as pool, os.fdopen(r, "rb") as reader, os.fdopen(w, "wb") as writer:
+        pending = pool.submit(store.unpack, c0, None, reader, None, d0)
+        writer.write(BASE[:1024])
+        writer.flush()
+        for _ in range(500):
+            if any(e.startswith(".tmp-") for e in os.listdir(store.root)):
+                break
+            time.sleep(0.01)
+        started = time.monotonic()
+        store.prepare("quick", None)                 # the unpack still waits for the rest of its stream
+        assert time.monotonic() - started < 2 and not pending.done()
+        writer.write(BASE[1024:])
+        writer.close()
+        assert pending.result(30).chain_id == c0
+
+
+def test_cleanup_forgets_lock_files_of_removed_keys(store: Snapshotter) -> None:
+    store.prepare("gone", None)
+    store.remove("gone")
+    assert "key-gone" in os.listdir(store.root / "locks")
+    store.cleanup()
+    assert os.listdir(store.root / "locks") == []

@@ -94,21 +94,21 @@ def apply_layer(stream: BinaryIO, target: Path, *, compression: Compression | No
     when running as root. Raises Corrupt (bad gzip/zstd/tar), UnsafePath, LimitExceeded,
     Unavailable (disk full, read error); target is then left half-written for the caller to remove.
     """
-    reader = LayerReader(stream, compression, label, limits.max_bytes, limits.max_record)
     root_fd = os.open(target, _DIR_FLAGS | os.O_NOFOLLOW)
     applier = _Applier(root_fd, label, os.geteuid() == 0 if same_owner is None else same_owner)
     entries = 0
     try:
-        for info in _members(reader, label):
-            entries += 1
-            if entries > limits.max_entries:
-                raise LimitExceeded(f"layer {label}: more than the limit of {limits.max_entries} entries")
-            applier.apply(info, reader)
-        applier.finish()
+        with LayerReader(stream, compression, label, limits.max_bytes, limits.max_record) as reader:
+            for info in _members(reader, label):
+                entries += 1
+                if entries > limits.max_entries:
+                    raise LimitExceeded(f"layer {label}: more than the limit of {limits.max_entries} entries")
+                applier.apply(info, reader)
+            applier.finish()
+            return ApplyResult(reader.diff_id(), reader.size, entries, reader.compression)
     finally:
         applier.close()
         os.close(root_fd)
-    return ApplyResult(reader.diff_id(), reader.size, entries, reader.compression)
 
 
 class _Cursor:

@@ -6,7 +6,8 @@ On disk, under root (e.g. /var/lib/berth/snapshots, mode 0700):
     layers/<chain hex>.json a committed layer: chain id -> n, parent, diff_id, size   (commit point)
     active/<key>.json       a container snapshot: key -> n, parent chain id
     locks/<chain hex>       one flock per chain id, so concurrent unpacks end with one copy
-    lock                    shared by unpacks, exclusive for prepare/remove/cleanup
+    locks/key-<key>         one flock per container snapshot key
+    lock                    shared by unpack/prepare/remove, exclusive for remove_layer/cleanup
     .tmp-*                  unpacks in progress (or left by a crash: see check/cleanup)
 
 A layer is extracted into a .tmp- directory, its diff_id checked, the filesystem synced, then the
@@ -175,9 +176,10 @@ class Snapshotter:
     # -- container snapshots -----------------------------------------------------------------
     def prepare(self, key: str, parent: Digest | None) -> ActiveSnapshot:
         """A writable snapshot (upper + work dirs) above parent; parent None gives a plain directory."""
-        if not _KEY.fullmatch(key):
-            raise InvalidArgument(f"invalid snapshot key {key!r}: use 1-128 letters, digits, '_', '.', '-'")
-        with file_lock(self.root / "lock"):
+        _check_key(key)
+        # Shared: preparing a container must not wait for an unrelated pull's unpack. The key's
+        # own lock makes a second prepare of the same key see the first one's record.
+        with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / f"key-{key}"):
             if self._active_json(key).exists():
                 raise Conflict(f"snapshot {key!r} exists already")
             if parent is not None and not self.has(parent):
@@ -196,8 +198,7 @@ class Snapshotter:
         return self.active(key)
 
     def active(self, key: str) -> ActiveSnapshot:
-        if not _KEY.fullmatch(key):
-            raise InvalidArgument(f"invalid snapshot key {key!r}")
+        _check_key(key)
         try:
             raw = read_json(self._active_json(key))
         except FileNotFoundError:
@@ -224,7 +225,8 @@ class Snapshotter:
 
     def remove(self, key: str) -> None:
         """Remove a container snapshot and its upper directory (the caller unmounts it first)."""
-        with file_lock(self.root / "lock"):
+        _check_key(key)
+        with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / f"key-{key}"):
             snap = self.active(key)
             self._active_json(key).unlink()
             shutil.rmtree(self.root / snap.id, ignore_errors=True)
@@ -285,7 +287,13 @@ class Snapshotter:
                     removed.append(f"layers/{info.chain_id.hex}.json")
                 else:
                     referenced.add(info.id)
-            referenced.update(s.id for s in self._actives())
+            actives = self._actives()
+            referenced.update(s.id for s in actives)
+            # Lock files of gone keys and chains: nobody holds them while we hold the store lock.
+            keep = {f"key-{s.key}" for s in actives} | {i.chain_id.hex for i in self.layers()}
+            for lock in os.listdir(self.root / "locks"):
+                if lock not in keep:
+                    (self.root / "locks" / lock).unlink(missing_ok=True)
             for entry in sorted(os.listdir(self.root)):
                 if entry.startswith(".tmp-") or (entry.isdigit() and entry not in referenced):
                     shutil.rmtree(self.root / entry, ignore_errors=True)
@@ -309,6 +317,11 @@ class Snapshotter:
                 return str(n)
             except FileExistsError:
                 n += 1
+
+
+def _check_key(key: str) -> None:
+    if not _KEY.fullmatch(key):
+        raise InvalidArgument(f"invalid snapshot key {key!r}: use 1-128 letters, digits, '_', '.', '-'")
 
 
 def _mode(path: Path) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Callable
 from enum import StrEnum
@@ -186,8 +188,55 @@ def _zstd_chunks(src: _Source, label: str) -> Callable[[], bytes]:
     return next_chunk
 
 
+class _Pump(threading.Thread):
+    """Reads, decompresses and hashes the stream a few chunks ahead of the extractor.
+
+    zlib, zstandard, hashlib and read(2) release the GIL, so on two cores this work overlaps
+    with the extractor's file creation. The queue is short: a bomb is not inflated far ahead.
+    """
+
+    def __init__(self, next_chunk: Callable[[], bytes]) -> None:
+        super().__init__(name="berth-layer-read", daemon=True)
+        self.hash = hashlib.sha256()
+        self._next = next_chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=4)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                chunk = self._next()
+                self.hash.update(chunk)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the extractor's thread by get()
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
 class LayerReader:
-    """The uncompressed tar stream of one layer: hashed, counted, limited, readable forward only."""
+    """The uncompressed tar stream of one layer: hashed, counted, limited, readable forward only.
+
+    Close it (or use it as a context manager): a helper thread reads ahead.
+    """
 
     def __init__(self, stream: BinaryIO, compression: Compression | None, label: str, max_bytes: int,
                  max_record: int = CHUNK) -> None:
@@ -200,7 +249,8 @@ class LayerReader:
             _Gunzip(src, label) if kind is Compression.GZIP
             else _zstd_chunks(src, label) if kind is Compression.ZSTD
             else _plain_chunks(src))
-        self._hash = hashlib.sha256()
+        self._pump = _Pump(self._next)
+        self._pump.start()
         self._buf = b""
         self._pos = 0           # read position inside _buf
         self._base = 0          # stream offset of _buf[0]
@@ -279,14 +329,27 @@ class LayerReader:
         return self._total
 
     def diff_id(self) -> Digest:
-        return Digest("sha256", self._hash.hexdigest())
+        """The sha256 of the whole stream; valid once drain() reached its end."""
+        if not self._eof:
+            raise RuntimeError("diff_id asked before the end of the layer stream")
+        self._pump.join()
+        return Digest("sha256", self._pump.hash.hexdigest())
+
+    def close(self) -> None:
+        self._pump.stop()
+
+    def __enter__(self) -> LayerReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _fill(self) -> bool:
         """Replace the (fully consumed) buffer with the next chunk; False at the end of the stream."""
         if self._eof:
             return False
         try:
-            chunk = self._next()
+            chunk = self._pump.get()
         except zstandard.ZstdError as exc:
             raise Corrupt(f"layer {self._label}: zstd stream is corrupt: {exc}") from exc
         except zlib.error as exc:
@@ -298,7 +361,6 @@ class LayerReader:
         if self._total > self._max_bytes:
             raise LimitExceeded(f"layer {self._label}: uncompressed size exceeds the limit of "
                                 f"{self._max_bytes} bytes")
-        self._hash.update(chunk)
         self._base += len(self._buf)
         self._buf = chunk
         self._pos = 0
