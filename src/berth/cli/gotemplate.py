@@ -417,7 +417,8 @@ class _Parser:
             if c in "\"`'":
                 close = src.find(c, i + 1) if c == "`" else self._quote_end(i, c)
                 if close < 0:
-                    return -1
+                    kind = "raw quoted string" if c == "`" else "quoted string" if c == '"' else "character constant"
+                    raise self.fail(i, f"unterminated {kind}")
                 i = close + 1
                 continue
             i += 1
@@ -911,9 +912,11 @@ def _print(*args: Any) -> str:
 
 
 def _slice(item: Any, *idx: int) -> Any:
-    if len(idx) > 2:
-        return item[idx[0]:idx[1]]
-    return item[slice(*idx)] if idx else item
+    if not idx:
+        return item
+    if len(idx) == 1:
+        return item[idx[0]:]
+    return item[idx[0]:idx[1]]  # a third index (capacity) does not change the elements
 
 
 def _join(items: Any, sep: str) -> str:

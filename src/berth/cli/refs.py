@@ -21,9 +21,6 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _REFERENCE = re.compile(
     rf"^((?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::({_TAG}))?(?:@({_DIGEST}))?$")
-_ANY_CASE = re.compile(
-    rf"^((?:{_DOMAIN}/)?[a-zA-Z0-9]+(?:(?:[._]|__|[-]+)[a-zA-Z0-9]+)*"
-    rf"(?:/[a-zA-Z0-9]+(?:(?:[._]|__|[-]+)[a-zA-Z0-9]+)*)*)(?::({_TAG}))?(?:@({_DIGEST}))?$")
 _FULL_ID = re.compile(r"^[a-f0-9]{64}$")
 
 
@@ -61,24 +58,20 @@ def _split_domain(name: str) -> tuple[str, str]:
 
 
 def parse_normalized(text: str) -> ImageRef:
-    """reference.ParseNormalizedNamed: docker's rules and messages."""
-    if not text:
-        raise InvalidArgument("invalid reference format")
+    """reference.ParseNormalizedNamed: docker's checks in docker's order, and its messages."""
     if _FULL_ID.match(text):
         raise InvalidArgument(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
-    m = _REFERENCE.match(text)
-    if m is None:
-        loose = _ANY_CASE.match(text)
-        if loose is not None:
-            domain, path = _split_domain(loose.group(1))
-            raise InvalidArgument(f"invalid reference format: repository name ({path}) must be lowercase")
+    domain, remainder = _split_domain(text)
+    remote_name = remainder.partition(":")[0]
+    if remote_name.lower() != remote_name:
+        raise InvalidArgument(f"invalid reference format: repository name ({remote_name}) must be lowercase")
+    m = _REFERENCE.match(f"{domain}/{remainder}")
+    if m is None or not text:
         raise InvalidArgument("invalid reference format")
     name, tag, digest = m.group(1), m.group(2), m.group(3)
     if len(name) > 255:
         raise InvalidArgument("repository name must not be more than 255 characters")
-    domain, path = _split_domain(name)
-    if domain != DEFAULT_DOMAIN and path.lower() != path:
-        raise InvalidArgument(f"invalid reference format: repository name ({path}) must be lowercase")
+    domain, _, path = name.partition("/")
     return ImageRef(domain, path, tag, digest)
 
 

@@ -78,8 +78,12 @@ def _start(host: DaemonHost, sock: Path, env: Mapping[str, str], stderr: TextIO,
     if sock.exists() and sock.is_socket():
         sock.unlink()  # stale: nobody answers on it (checked under the lock)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True, env=dict(env))
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, close_fds=True, env=dict(env))
+        except OSError as exc:
+            raise Unavailable(f"no daemon answered on {host}, and starting {command[0]} failed: "
+                              f"{exc.strerror}") from exc
     stderr.write(f"berth: no daemon answered on {host}; started berthd (pid {proc.pid}), log at {log_path}\n")
     stderr.flush()
     deadline = time.monotonic() + timeout
