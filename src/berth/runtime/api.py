@@ -30,11 +30,9 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci.spec import Process, Spec
@@ -42,6 +40,13 @@ from berth.runtime import init, launch
 from berth.runtime.cgroups import CgroupV1, CgroupV2, from_record, open_cgroup
 from berth.runtime.seccomp import compile_filter
 from berth.runtime.state import OCI_VERSION, ContainerState, StateStore, Status, process_start_time
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
+
+
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
 
 __all__ = ["ContainerReport", "create", "delete", "exec_process", "kill", "list_containers", "load_spec",
            "oom_killed", "pause", "processes", "resume", "start", "state", "wait"]
@@ -86,6 +91,8 @@ def _now() -> str:
 
 
 def _connect_console(path: str) -> socket.socket:
+    import socket  # only containers with a terminal pay for it; imported here, in the runtime, before any fork
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
 
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.oci.spec import Capabilities, Process, Spec, User
@@ -20,13 +18,19 @@ from berth.runtime import api
 from berth.runtime.state import check_id
 from berth.runtime.users import resolve_user
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
 
-class Opts(Protocol):
-    args: list[str]
 
-    def get(self, name: str, default: str | None = None) -> str | None: ...
-    def all(self, name: str) -> list[str]: ...
-    def flag(self, name: str) -> bool: ...
+if TYPE_CHECKING:
+    import socket
+    from typing import Any, Protocol
+
+    class Opts(Protocol):
+        args: list[str]
+
+        def get(self, name: str, default: str | None = None) -> str | None: ...
+        def all(self, name: str) -> list[str]: ...
+        def flag(self, name: str) -> bool: ...
 
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
@@ -124,6 +128,8 @@ def _relay_tty(pid: int, master: int) -> int:
 
 
 def _receive_master(sock: socket.socket) -> int:
+    import socket
+
     _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
     sock.close()
     if not fds:
@@ -141,6 +147,8 @@ def cmd_run(opts: Opts, root: Path) -> int:
     if console_path is None and not detach:
         spec = api.load_spec(bundle)
         if spec.process is not None and spec.process.terminal:
+            import socket
+
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             console = theirs
     pid = api.create(cid, bundle, root, console_socket=console, pid_file=_pid_file(opts),
@@ -255,6 +263,8 @@ def cmd_exec(opts: Opts, root: Path) -> int:
     if process.terminal and console is None:
         if detach:
             raise InvalidArgument("cannot allocate a tty for a detached exec without --console-socket")
+        import socket
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         console = theirs
     pid = api.exec_process(cid, root, process, console_socket=console, pid_file=_pid_file(opts),

@@ -11,12 +11,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 from collections.abc import Iterable
-from typing import Any
 
 from berth.errors import InvalidArgument, RuntimeFailure
 from berth.oci.spec import Seccomp, SeccompArg, SeccompRule
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _PROFILE_PATH = os.path.join(os.path.dirname(__file__), "seccomp_default.json")
 
@@ -44,6 +47,8 @@ def profile_to_seccomp(profile: dict[str, Any], capabilities: Iterable[str], *, 
                        kernel: tuple[int, int] | None = None) -> Seccomp:
     """A Docker-format profile (includes/excludes by caps, arches, minKernel) resolved for one capability set,
     architecture and kernel into the OCI `linux.seccomp` object, as dockerd does before calling the runtime."""
+    import platform  # only the engine's spec building needs it, never the container start
+
     caps = {c if c.startswith("CAP_") else "CAP_" + c for c in capabilities}
     arch = goarch or _GOARCH.get(platform.machine(), platform.machine())
     if kernel is None:
