@@ -379,3 +379,35 @@ def test_a_fifo_among_blobs_or_partials_hangs_neither_reads_nor_gc(store: BlobSt
         store.open(fifo)
     assert store.gc([]).ingests_removed == ()
     assert len(store.check()) == 2
+
+
+def _write_until_the_file_size_limit(root: str, data: bytes) -> None:
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then write() fails with EFBIG, after a short write
+    resource.setrlimit(resource.RLIMIT_FSIZE, ((3 << 20) // 2, resource.RLIM_INFINITY))
+    store = BlobStore(Path(root))
+    with store.writer("big", Digest.of(data), len(data), resumable=True) as w:
+        w.write(data[: 1 << 20])
+        try:
+            w.write(data[1 << 20:])
+        except OSError as exc:
+            assert w.offset == (3 << 20) // 2, w.offset  # the short write is counted
+            os._exit(0 if exc.errno == 27 else 3)  # EFBIG
+    os._exit(2)
+
+
+def test_a_failed_write_keeps_the_offset_true_to_the_file(store: BlobStore) -> None:
+    import multiprocessing
+
+    data = os.urandom(2 << 20)
+    proc = multiprocessing.get_context("fork").Process(target=_write_until_the_file_size_limit,
+                                                       args=(str(store.root), data))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+    with store.writer("big", Digest.of(data), len(data), resumable=True) as w:
+        assert w.offset == (3 << 20) // 2
+        w.write(data[w.offset:])
+        assert w.commit().digest == Digest.of(data)

@@ -215,9 +215,16 @@ class BlobWriter:
         return self._pool
 
     def _write_all(self, view: memoryview) -> None:
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except BaseException:
+            # Part of the chunk may have landed (ENOSPC, a signal): count what the file really has,
+            # and hash it from disk at commit rather than trust a hasher that missed those bytes.
+            self._offset = os.lseek(self._fd, 0, os.SEEK_END)
+            self._hasher = None
+            raise
 
     def truncate(self, size: int = 0) -> None:
         """Cut the partial back to size bytes (0: start over), e.g. when a server ignores a Range request."""
