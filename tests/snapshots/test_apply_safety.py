@@ -159,3 +159,21 @@ def test_an_entry_under_a_regular_file_is_refused(box: Sandbox) -> None:
 def test_an_entry_replacing_the_root_is_refused(box: Sandbox) -> None:
     with pytest.raises(Corrupt, match="root directory"):
         box.apply([sym(".", "/")])
+
+
+def test_a_symlinked_directory_replaced_by_a_real_one_receives_the_later_entries(box: Sandbox) -> None:
+    box.apply([d("real"), sym("a", "real"), f("a/first", b"1"), d("a"), f("a/second", b"2"),
+               sym("b", "real"), f("b/third", b"3"), f("b", b"now a file")])
+    assert sorted(os.listdir(box.root / "real")) == ["first", "third"]
+    assert os.listdir(box.root / "a") == ["second"] and not (box.root / "a").is_symlink()
+    assert (box.root / "b").read_bytes() == b"now a file"
+
+
+def test_an_entry_under_a_symlink_replaced_by_a_file_is_refused(box: Sandbox) -> None:
+    with pytest.raises(Corrupt, match="b/again"):
+        box.apply([d("real"), sym("b", "real"), f("b/x", b"1"), f("b", b"file"), f("b/again", b"2")])
+
+
+def test_a_whiteout_does_not_remove_an_entry_of_its_own_layer(box: Sandbox) -> None:
+    box.apply([f("keep", b"mine"), f(".wh.keep")])
+    assert (box.root / "keep").read_bytes() == b"mine"

@@ -270,10 +270,12 @@ class _Applier:
             return make() or 0
 
     def _remove(self, pfd: int, base: str) -> None:
+        # Any removal may invalidate cached directory fds: a cached path may have led through a
+        # symlink or a directory that is now gone. They are dropped before the next entry.
+        self._stale = True
         st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(base, dir_fd=pfd)
-            self._stale = True
         else:
             os.unlink(base, dir_fd=pfd)
 
@@ -285,6 +287,7 @@ class _Applier:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 return
+        self._stale = True              # base may have been a cached symlink to a directory
         os.unlink(base, dir_fd=pfd)
         os.mkdir(base, 0o755, dir_fd=pfd)
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
