@@ -164,3 +164,14 @@ def test_sparse_files_are_written_with_their_holes(tmp_path: Path) -> None:
     _apply(tmp_path / "r", gnu.read_bytes())
     got = (tmp_path / "r" / "sparse").read_bytes()
     assert len(got) == 3 << 20 and got[1 << 20:(1 << 20) + 4] == b"data" and got.count(0) == len(got) - 4
+
+
+@pytest.mark.parametrize("entry,fmt", [
+    pytest.param(f("uid", pax={"uid": str(2**40)}), tarfile.PAX_FORMAT, id="uid-beyond-32-bits"),
+    pytest.param(f("t", pax={"mtime": "1e30"}), tarfile.PAX_FORMAT, id="mtime-out-of-range"),
+    pytest.param(E("dev", tarfile.CHRTYPE, devmajor=2**40), tarfile.GNU_FORMAT, id="device-number-out-of-range"),
+    pytest.param(f("nul", pax={"path": "a\x00b"}), tarfile.PAX_FORMAT, id="nul-in-name"),
+])
+def test_out_of_range_header_fields_are_corrupt_not_a_crash(tmp_path: Path, entry: E, fmt: int) -> None:
+    with pytest.raises(Corrupt, match="sha256:feed"):
+        _apply(tmp_path / "r", tar_bytes([entry], fmt=fmt), same_owner=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from berth.errors import Unavailable
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.diff import write_diff
 from berth.snapshots.store import Snapshotter
@@ -142,3 +143,28 @@ def test_round_trip_the_diff_of_a_container_reproduces_its_merged_view(store: Sn
     with mounted(store, "check", c1, tmp_path / "m2") as view2:
         again = fingerprint(view2)
     assert again == merged
+
+
+def test_mounting_leaves_the_process_working_directory_alone(store: Snapshotter, tmp_path: Path) -> None:
+    [c0] = _stack(store, [f("a", b"a")])
+    cwd = os.getcwd()
+    with mounted(store, "c", c0, tmp_path / "m") as view:
+        assert os.getcwd() == cwd
+        assert (view / "a").read_bytes() == b"a"
+
+
+def test_a_full_disk_is_unavailable_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    linux.mount("tmpfs", str(small), "tmpfs", 0, "size=1m")
+    try:
+        store = Snapshotter(small / "snapshots", durable=False)
+        layer = tar_bytes([f("big", os.urandom(2 << 20))])
+        diff = Digest.of(layer)
+        with pytest.raises(Unavailable, match="no space left"):
+            store.unpack(diff, None, io.BytesIO(layer), None, diff)
+        assert sorted(os.listdir(store.root)) == ["active", "layers", "lock", "locks"]
+        fits = tar_bytes([f("small", b"s" * 1000)])
+        store.unpack(Digest.of(fits), None, io.BytesIO(fits), None, Digest.of(fits))
+    finally:
+        linux.umount(str(small), linux.MNT_DETACH)

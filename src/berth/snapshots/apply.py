@@ -166,7 +166,7 @@ class _Applier:
                                   f"{info.name!r}; free some space and retry") from exc
             raise Corrupt(f"layer {self._label}: cannot apply entry {info.name!r}: "
                           f"{exc.strerror or exc}") from exc
-        except ValueError as exc:       # e.g. an embedded NUL in a name
+        except (ValueError, OverflowError) as exc:   # a NUL in a name, an id or time out of range
             raise Corrupt(f"layer {self._label}: cannot apply entry {info.name!r}: {exc}") from exc
 
     def _apply(self, parts: tuple[str, ...], info: tarfile.TarInfo, reader: LayerReader) -> None:
