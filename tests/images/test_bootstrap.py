@@ -20,9 +20,11 @@ from berth.images.bootstrap import (
     busybox_rootfs,
     debian_mirrors,
     debian_rootfs,
+    debootstrap_argv,
     host_apt_sources,
     is_static_elf,
     mirror_lines,
+    mmdebstrap_argv,
     parse_deb822_sources,
     parse_one_line_sources,
 )
@@ -30,6 +32,7 @@ from berth.images.bootstrap import (
 needs_busybox = pytest.mark.skipif(not Path("/bin/busybox").is_file() or not is_static_elf(Path("/bin/busybox")),
                                    reason="needs Debian's busybox-static (/bin/busybox)")
 needs_mmdebstrap = pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="needs mmdebstrap")
+needs_debootstrap = pytest.mark.skipif(shutil.which("debootstrap") is None, reason="needs debootstrap")
 
 
 def _chroot(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -230,6 +233,8 @@ def test_this_machines_sources_have_a_debian_mirror() -> None:
     ({"suite": "Bookworm; rm -rf /"}, "suite"),
     ({"variant": "everything"}, "variant"),
     ({"include": ["curl", "--evil"]}, "package"),
+    ({"tool": "cdebootstrap"}, "tool"),
+    ({"tool": "debootstrap", "variant": "standard"}, "variant"),
 ])
 def test_bad_debian_arguments_are_refused_before_anything_is_made(tmp_path: Path, kwargs: dict[str, object],
                                                                   word: str) -> None:
@@ -302,3 +307,42 @@ def test_the_same_busybox_gives_identical_trees(tmp_path: Path) -> None:
     busybox_rootfs(tmp_path / "b")
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
     assert os.stat(tmp_path / "a" / "etc" / "passwd").st_mtime == os.stat("/bin/busybox").st_mtime
+
+
+def test_the_bootstrap_commands_carry_suite_variant_packages_and_mirrors(tmp_path: Path) -> None:
+    mirrors = DebianMirrors("http://m/debian", "http://m/debian-security")
+    argv = mmdebstrap_argv("mmdebstrap", "bookworm", "minbase", ["curl", "hello"], tmp_path, mirrors,
+                           ['Acquire::Check-Valid-Until "false"'])
+    assert argv == ["mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
+                    '--aptopt=Acquire::Check-Valid-Until "false"', "--include=curl,hello", "--", "bookworm",
+                    str(tmp_path), "deb http://m/debian bookworm main", "deb http://m/debian bookworm-updates main",
+                    "deb http://m/debian-security bookworm-security main"]
+    assert debootstrap_argv("debootstrap", "bookworm", "buildd", [], tmp_path, mirrors) == [
+        "debootstrap", "--variant=buildd", "bookworm", str(tmp_path), "http://m/debian"]
+
+
+@needs_debootstrap
+@pytest.mark.root
+def test_debootstrap_names_an_unknown_suite_and_leaves_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "rootfs"
+    with pytest.raises(NotFound) as err:
+        debian_rootfs(dest, suite="nosuchsuite", tool="debootstrap")
+    assert "'nosuchsuite'" in str(err.value)
+    assert not dest.exists()
+
+
+@needs_debootstrap
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_debootstrap_rootfs_is_cleaned_like_the_mmdebstrap_one(tmp_path: Path) -> None:
+    dest = tmp_path / "rootfs"
+    spec = debian_rootfs(dest, tool="debootstrap")
+    try:
+        assert (dest / "usr/bin/apt-get").is_file() and (dest / "etc/debian_version").is_file()
+        assert _chroot(dest, "/bin/true").returncode == 0
+        assert os.listdir(dest / "dev") == []
+        assert list((dest / "var/cache/apt/archives").glob("*.deb")) == []
+        assert "-security" in (dest / "etc/apt/sources.list").read_text()
+        assert spec.config.cmd == ("bash",) and "debootstrap" in spec.comment
+    finally:
+        assert bootstrap._mounts_below(dest) == []

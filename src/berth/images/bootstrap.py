@@ -325,27 +325,39 @@ _APT_CONFIG = {
 }
 
 
+DEBOOTSTRAP_VARIANTS = ("minbase", "buildd")
+
+
 def debian_rootfs(dest: Path, suite: str = "bookworm", variant: str = "minbase", include: Sequence[str] = (),
-                  apt_dir: Path = Path("/etc/apt"), timeout: float = 1800) -> RootfsSpec:
-    """A Debian root filesystem in dest (missing or empty), built by mmdebstrap from this host's mirror."""
+                  apt_dir: Path = Path("/etc/apt"), timeout: float = 1800, tool: str | None = None) -> RootfsSpec:
+    """A Debian root filesystem in dest (missing or empty), built from this host's Debian mirror.
+
+    tool is "mmdebstrap" (the default when installed: several mirrors at once, so security updates
+    are in) or "debootstrap" (one mirror; the image's sources still list -updates and -security).
+    """
     if not _SUITE.fullmatch(suite):
         raise InvalidArgument(f"invalid Debian suite {suite!r}: expected a codename such as bookworm")
-    if variant not in VARIANTS:
-        raise InvalidArgument(f"unknown mmdebstrap variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     for pkg in include:
         if not _PACKAGE.fullmatch(pkg):
             raise InvalidArgument(f"invalid Debian package name {pkg!r}")
-    tool = shutil.which("mmdebstrap")
-    if tool is None:
-        raise NotFound("mmdebstrap not found: install it with 'apt-get install mmdebstrap'")
+    tool = tool or ("mmdebstrap" if shutil.which("mmdebstrap") or not shutil.which("debootstrap") else "debootstrap")
+    if tool not in ("mmdebstrap", "debootstrap"):
+        raise InvalidArgument(f"unknown bootstrap tool {tool!r}: choose mmdebstrap or debootstrap")
+    allowed = VARIANTS if tool == "mmdebstrap" else DEBOOTSTRAP_VARIANTS
+    if variant not in allowed:
+        raise InvalidArgument(f"unknown {tool} variant {variant!r}: choose one of {', '.join(allowed)}")
+    binary = shutil.which(tool)
+    if binary is None:
+        raise NotFound(f"{tool} not found: install it with 'apt-get install {tool}'")
     if os.geteuid() != 0:
-        raise InvalidArgument("building a Debian root filesystem needs root (mmdebstrap --mode=root)")
+        raise InvalidArgument(f"building a Debian root filesystem needs root ({tool} chroots into it)")
     mirrors = debian_mirrors(host_apt_sources(apt_dir))
-    argv = [tool, "--mode=root", f"--variant={variant}", "--format=directory"]
-    argv += [f"--aptopt={opt}" for opt in _host_apt_options()]
-    if include:
-        argv.append("--include=" + ",".join(include))
-    argv += ["--", suite, str(dest), *mirror_lines(suite, mirrors)]
+    apt_options = _host_apt_options()
+    target = dest.absolute()
+    if tool == "mmdebstrap":
+        argv = mmdebstrap_argv(binary, suite, variant, include, target, mirrors, apt_options)
+    else:
+        argv = debootstrap_argv(binary, suite, variant, include, target, mirrors)
     with _fresh_dest(dest):
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C.UTF-8",
                "DEBIAN_FRONTEND": "noninteractive"}
@@ -354,20 +366,44 @@ def debian_rootfs(dest: Path, suite: str = "bookworm", variant: str = "minbase",
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
-            raise Unavailable(f"mmdebstrap building Debian {suite!r} took more than {timeout:.0f} s") from exc
+            raise Unavailable(f"{tool} building Debian {suite!r} took more than {timeout:.0f} s") from exc
         if proc.returncode != 0:
-            raise _mmdebstrap_error(suite, mirrors, proc.stderr)
+            raise _bootstrap_error(tool, suite, mirrors, proc.stdout + proc.stderr)
+        if tool == "debootstrap":
+            # debootstrap fetched from one mirror; the image still gets the full set, and the apt
+            # options this machine's mirror needs, as mmdebstrap writes them
+            _write(dest / "etc/apt/sources.list", "\n".join(mirror_lines(suite, mirrors)) + "\n", 0o644)
+            if apt_options:
+                _write(dest / "etc/apt/apt.conf.d/99mirror", "".join(f"{o};\n" for o in apt_options), 0o644)
         _finish_debian(dest)
     config = ContainerConfig(env=(DEFAULT_PATH,), cmd=("bash",))
-    return RootfsSpec(dest, config, comment=f"debian {suite} ({variant}) from {mirrors.archive}")
+    return RootfsSpec(dest, config, comment=f"debian {suite} ({variant}) from {mirrors.archive} by {tool}")
 
 
-def _mmdebstrap_error(suite: str, mirrors: DebianMirrors, stderr: str) -> Exception:
-    tail = "\n".join(stderr.strip().splitlines()[-8:])
-    if re.search(rf"dists/{re.escape(suite)}[ /]|does not have a Release file|404", stderr) and \
-            "Release" in stderr:
+def mmdebstrap_argv(binary: str, suite: str, variant: str, include: Sequence[str], dest: Path,
+                    mirrors: DebianMirrors, apt_options: Sequence[str]) -> list[str]:
+    argv = [binary, "--mode=root", f"--variant={variant}", "--format=directory"]
+    argv += [f"--aptopt={opt}" for opt in apt_options]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    return [*argv, "--", suite, str(dest), *mirror_lines(suite, mirrors)]
+
+
+def debootstrap_argv(binary: str, suite: str, variant: str, include: Sequence[str], dest: Path,
+                     mirrors: DebianMirrors) -> list[str]:
+    argv = [binary, f"--variant={variant}"]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    return [*argv, suite, str(dest), mirrors.archive]
+
+
+def _bootstrap_error(tool: str, suite: str, mirrors: DebianMirrors, output: str) -> Exception:
+    tail = "\n".join(output.strip().splitlines()[-8:])
+    missing = (("Release" in output and re.search(r"does not have a Release file|404|Failed getting release", output))
+               or "No such script" in output)
+    if missing:
         return NotFound(f"Debian suite {suite!r} is not on the mirror {mirrors.archive}: {tail}")
-    return RuntimeFailure(f"mmdebstrap failed to build Debian {suite!r} from {mirrors.archive}: {tail}")
+    return RuntimeFailure(f"{tool} failed to build Debian {suite!r} from {mirrors.archive}: {tail}")
 
 
 def _finish_debian(dest: Path) -> None:
@@ -387,7 +423,7 @@ def _finish_debian(dest: Path) -> None:
         _write(dest / rel, text, 0o644)
     policy = dest / "usr/sbin/policy-rc.d"  # a container starts no services when packages are installed
     _write(policy, "#!/bin/sh\nexit 101\n", 0o755)
-    for cache in (dest / "var/cache/apt").glob("*.bin"):
+    for cache in [*(dest / "var/cache/apt").glob("*.bin"), *(dest / "var/cache/apt/archives").glob("*.deb")]:
         cache.unlink()
     lists = dest / "var/lib/apt/lists"
     if lists.is_dir():
