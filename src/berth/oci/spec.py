@@ -11,9 +11,9 @@ May import: berth.errors. stdlib only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from berth.errors import InvalidArgument
+from berth.oci.record import field, record
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None and v != () and v != {}}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class User:
     uid: int = 0
     gid: int = 0
@@ -93,7 +93,7 @@ class User:
                            "additionalGids": list(self.additional_gids) or None})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Capabilities:
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
@@ -111,7 +111,7 @@ class Capabilities:
                 if getattr(self, k)}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rlimit:
     type: str
     hard: int
@@ -129,7 +129,7 @@ class Rlimit:
         return {"type": self.type, "hard": self.hard, "soft": self.soft}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Process:
     args: tuple[str, ...]
     cwd: str = "/"
@@ -184,7 +184,7 @@ class Process:
                                  "selinuxLabel": self.selinux_label})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Root:
     path: str
     readonly: bool = False
@@ -200,7 +200,7 @@ class Root:
         return {"path": self.path, "readonly": self.readonly} if self.readonly else {"path": self.path}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mount:
     destination: str
     type: str | None = None
@@ -229,7 +229,7 @@ class Mount:
                            "options": list(self.options) or None})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Namespace:
     type: str
     path: str | None = None
@@ -249,7 +249,7 @@ class Namespace:
         return _drop_none({"type": self.type, "path": self.path})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdMapping:
     container_id: int
     host_id: int
@@ -265,7 +265,7 @@ class IdMapping:
         return {"containerID": self.container_id, "hostID": self.host_id, "size": self.size}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Device:
     """A device node to create in the container's /dev."""
     type: str  # c, b, u, p
@@ -295,7 +295,7 @@ class Device:
                            "fileMode": self.file_mode, "uid": self.uid, "gid": self.gid})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeviceRule:
     """A devices-cgroup rule; None major/minor means any (`*`)."""
     allow: bool
@@ -320,7 +320,7 @@ class DeviceRule:
                            "access": self.access})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Memory:
     limit: int | None = None
     reservation: int | None = None
@@ -341,7 +341,7 @@ class Memory:
                            "swappiness": self.swappiness, "disableOOMKiller": self.disable_oom_killer or None})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Cpu:
     shares: int | None = None
     quota: int | None = None
@@ -362,7 +362,7 @@ class Cpu:
                            "mems": self.mems})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resources:
     devices: tuple[DeviceRule, ...] = ()
     memory: Memory | None = None
@@ -392,7 +392,7 @@ class Resources:
                            "unified": dict(self.unified) or None})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SeccompArg:
     index: int
     value: int
@@ -414,7 +414,7 @@ class SeccompArg:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SeccompRule:
     names: tuple[str, ...]
     action: str
@@ -435,7 +435,7 @@ class SeccompRule:
                            "args": [a.to_json() for a in self.args] or None})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Seccomp:
     default_action: str
     default_errno_ret: int | None = None
@@ -459,7 +459,7 @@ class Seccomp:
                            "syscalls": [s.to_json() for s in self.syscalls] or None})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Linux:
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IdMapping, ...] = ()
@@ -530,7 +530,7 @@ class Linux:
         })
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hook:
     path: str
     args: tuple[str, ...] = ()
@@ -553,7 +553,7 @@ class Hook:
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Spec:
     oci_version: str
     root: Root

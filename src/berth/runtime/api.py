@@ -31,10 +31,10 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
+from berth.oci.record import field, record
 from berth.oci.spec import Process, Spec
 from berth.runtime import init, launch
 from berth.runtime.cgroups import CgroupV1, CgroupV2, from_record, open_cgroup
@@ -52,7 +52,7 @@ __all__ = ["ContainerReport", "create", "delete", "exec_process", "kill", "list_
            "oom_killed", "pause", "processes", "resume", "start", "state", "wait"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ContainerReport:
     """What `state` says about a container (runc's state JSON)."""
     id: str

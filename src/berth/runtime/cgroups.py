@@ -226,7 +226,7 @@ class CgroupV1:
                 for name, value in files:
                     _write(os.path.join(self.dir(controller), name), value)
         except BaseException:
-            self.destroy()
+            self._undo()
             raise
 
     def _mkdirs(self, mount_point: str, rel: str) -> None:
@@ -288,6 +288,12 @@ class CgroupV1:
                 return int(value)
         return 0
 
+    def _undo(self) -> None:
+        """Remove only the directories create() made (a failed create must not touch pre-existing ones)."""
+        for d in sorted(self._made, key=len, reverse=True):
+            _rmdir_waiting(d)
+        self._made = []
+
     def destroy(self) -> None:
         targets = set(self._made) or {self.dir(c) for c in self.places}
         for d in sorted(targets, key=len, reverse=True):
@@ -326,7 +332,7 @@ class CgroupV2:
             for name, value in plan:
                 _write(os.path.join(self.dir, name), value)
         except BaseException:
-            self.destroy()
+            self._undo()
             raise
 
     @staticmethod
@@ -374,6 +380,11 @@ class CgroupV2:
             if key == "oom_kill":
                 return int(value)
         return 0
+
+    def _undo(self) -> None:
+        for d in sorted(self._made, key=len, reverse=True):
+            _rmdir_waiting(d)
+        self._made = []
 
     def destroy(self) -> None:
         targets = self._made or [self.dir]

@@ -9,10 +9,10 @@ import json
 import os
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.oci.record import replace
 from berth.oci.spec import Capabilities, Process, Spec, User
 from berth.runtime import api
 from berth.runtime.state import check_id

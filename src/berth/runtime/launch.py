@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from dataclasses import dataclass, field
 
 from berth.errors import InvalidArgument, NotFound
+from berth.oci.record import field, record
 from berth.oci.spec import Device, Process, Spec
 from berth.runtime import caps as capabilities
 from berth.runtime import devices, mounts, users
@@ -30,7 +30,7 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 _RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ProcessPlan:
     """The security and exec part, shared by a container's init and `exec`."""
     args: tuple[str, ...]
@@ -49,7 +49,7 @@ class ProcessPlan:
     console_size: tuple[int, int] | None
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Launch:
     """What the init does, in order: join/unshare namespaces, build the rootfs, pivot, harden, exec."""
     rootfs: str

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from berth.errors import InvalidArgument, UnsafePath
+from berth.oci.record import record
 from berth.oci.spec import Mount
 from berth.util import linux
 
@@ -42,7 +42,7 @@ _REMOUNT_FLAGS = (linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_
                   | linux.MS_NODIRATIME | linux.MS_RELATIME | linux.MS_STRICTATIME | linux.MS_NOSYMFOLLOW)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MountPlan:
     """One spec mount, resolved: what the init does for it."""
     destination: str

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from berth.errors import Conflict, InvalidArgument, NotFound
+from berth.oci.record import field, record
 from berth.util.atomic import write_atomic
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
@@ -41,7 +41,7 @@ def check_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ContainerState:
     id: str
     pid: int

@@ -8,15 +8,15 @@ libnss_*.so into a root process). The files are opened inside the rootfs with op
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from berth.errors import InvalidArgument, NotFound
+from berth.oci.record import record
 from berth.util import linux
 
 _MAX_FILE = 4 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PasswdEntry:
     name: str
     uid: int
@@ -25,14 +25,14 @@ class PasswdEntry:
     shell: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GroupEntry:
     name: str
     gid: int
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecUser:
     """Who a container process runs as: ids, supplementary groups and the home directory."""
     uid: int
@@ -70,7 +70,7 @@ def read_in_root(rootfs: str, path: str) -> str | None:
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            fd = linux.openat2(root_fd, path.lstrip("/"), os.O_RDONLY | os.O_NOFOLLOW, linux.RESOLVE_IN_ROOT
+            fd = linux.openat2(root_fd, path.lstrip("/"), os.O_RDONLY, linux.RESOLVE_IN_ROOT
                                | linux.RESOLVE_NO_MAGICLINKS)
         except FileNotFoundError:
             return None
