@@ -51,7 +51,8 @@ def test_sequential_calls_share_one_keep_alive_connection(daemon: TinyDaemon, so
     with client_for(sock) as c:
         for _ in range(3):
             assert c.get_json("/images/json") == [1]
-        assert c._conn is not None and c._conn.sock is not None
+    assert len(daemon.seen) == 4  # the ping and three calls
+    assert daemon.connections == 1
 
 
 def test_query_values_encode_bools_json_and_repeats(daemon: TinyDaemon, sock: Path) -> None:
@@ -149,3 +150,69 @@ def test_posts_without_a_body_send_content_length_zero(daemon: TinyDaemon, sock:
 def test_names_keep_slashes_and_colons_in_the_path() -> None:
     assert path_segment("reg:5000/team/x:1") == "reg:5000/team/x:1"
     assert path_segment("a b?c#d") == "a%20b%3Fc%23d"
+
+
+def test_a_kept_alive_connection_the_daemon_closed_is_reopened_once(daemon: TinyDaemon, sock: Path) -> None:
+    daemon.route("GET", "/v1.41/a", Reply(200, b"1", {"Connection": "close"}))
+    daemon.route("GET", "/v1.41/b", Reply(200, b"2"))
+    with client_for(sock) as c:
+        assert c.get_json("/a") == 1
+        assert c.get_json("/b") == 2
+        assert c.get_json("/b") == 2
+    assert daemon.connections == 2
+
+
+def test_a_body_framed_by_closing_the_connection_is_read_to_the_end(sock: Path, tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    server.listen(1)
+
+    def serve() -> None:
+        for answer in (b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n",
+                       b"HTTP/1.0 200 OK\r\n\r\n[1, 2, 3]"):
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with client_for(sock) as c:
+            assert c.get_json("/x") == [1, 2, 3]
+    finally:
+        t.join(5)
+        server.close()
+
+
+@pytest.mark.parametrize("garbage", [b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 abc\r\n\r\n",
+                                     b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"])
+def test_a_peer_that_does_not_speak_http_is_unavailable(sock: Path, garbage: bytes) -> None:
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n")
+        conn.recv(65536)
+        conn.sendall(garbage)
+        conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with client_for(sock) as c:
+            assert c.api_version == "1.41"
+            with pytest.raises(Unavailable):
+                c.get_json("/x")
+    finally:
+        t.join(5)
+        server.close()

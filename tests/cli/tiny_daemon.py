@@ -44,6 +44,7 @@ class TinyDaemon:
         self.head_ping_allowed = head_ping_allowed
         self.routes: dict[tuple[str, str], Route] = {}
         self.seen: list[Seen] = []
+        self.connections = 0  # TCP/unix connections accepted
         self._server: socketserver.UnixStreamServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -70,6 +71,10 @@ class TinyDaemon:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                daemon.connections += 1
+                super().setup()
 
             def _serve(self) -> None:
                 body = b""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import BinaryIO, TextIO
 
-from berth.client.autostart import ensure_daemon
 from berth.client.hosts import DaemonHost
 from berth.client.transport import EngineClient
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import BerthError, InvalidArgument, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~8 ms to import: only mypy reads it
+    from typing import BinaryIO, TextIO
 
 
 class UsageError(BerthError):
@@ -40,7 +42,13 @@ class Ctx:
     def client(self) -> EngineClient:
         if self._client is None:
             client = EngineClient(self.host)
-            ensure_daemon(client, self.err, self.environ)
+            try:
+                client.ping()
+            except Unavailable:
+                # only now pay for subprocess & co: a daemon that answers never needs them
+                from berth.client.autostart import ensure_daemon
+
+                ensure_daemon(client, self.err, self.environ)
             self._client = client
         return self._client
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TextIO
 
 from berth.cli.gotemplate import HEADER_FUNCS, Record, Template, TemplateError
-from berth.cli.gotypes import raw_value
 from berth.cli.tabwriter import align
 from berth.errors import BerthError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # only mypy reads typing; importing it costs the CLI ~8 ms
+    from typing import Any, TextIO
 
 
 class FormatError(BerthError):
@@ -122,6 +124,8 @@ def inspect_output(raws: list[str], fmt: str, typed: list[Any]) -> tuple[str, li
         tmpl = Template(fmt)
     except TemplateError as exc:
         raise FormatError(f"template parsing error: {exc}", exit_code=64) from exc
+    from berth.cli.gotypes import raw_value  # only inspect --format needs Go's struct shapes
+
     out: list[str] = []
     errors: list[str] = []
     for raw, value in zip(raws, typed, strict=True):

@@ -18,8 +18,10 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # only mypy reads typing; importing it costs the CLI ~8 ms
+    from typing import Any
 
 
 class TemplateError(Exception):
@@ -59,11 +61,11 @@ class GoValue:
         return True
 
 
-class RawList(list[Any]):
+class RawList(list["Any"]):
     """A JSON array as Go's interface{} decoding gives it ([]interface {}): functions wanting []string refuse it."""
 
 
-class RawDict(dict[str, Any]):
+class RawDict(dict[str, "Any"]):
     """A JSON object as Go's interface{} decoding gives it (map[string]interface {}): a missing key is nil."""
 
 
@@ -195,32 +197,42 @@ def truthy(v: Any) -> bool:
 
 # ---- lexing and parsing --------------------------------------------------------------------------------------
 
-@dataclass
+# Parse-tree classes are plain slotted classes: dataclasses would cost ~15 ms of imports on every CLI call.
+
 class _Tok:
-    kind: str  # field var dot str num bool nil ident lparen rparen pipe decl assign comma
-    text: str
-    pos: int
-    value: Any = None
-    start: int = -1  # where the token begins, when pos (Go's error position) differs
+    __slots__ = ("kind", "text", "pos", "value", "start")
+
+    def __init__(self, kind: str, text: str, pos: int, value: Any = None, start: int = -1) -> None:
+        self.kind = kind  # field var dot str num bool nil ident lparen rparen pipe decl assign comma
+        self.text = text
+        self.pos = pos
+        self.value = value
+        self.start = start  # where the token begins, when pos (Go's error position) differs
 
 
-@dataclass
 class _Node:
-    pos: int
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
 
 
-@dataclass
 class _Text(_Node):
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, pos: int, text: str) -> None:
+        super().__init__(pos)
+        self.text = text
 
 
-@dataclass
 class _Arg(_Node):
-    kind: str  # dot field var lit ident pipe
-    name: str = ""
-    chain: tuple[str, ...] = ()
-    value: Any = None
-    pipe: _Pipe | None = None
+    __slots__ = ("kind", "name", "chain", "value", "pipe")
+
+    def __init__(self, pos: int, kind: str, name: str = "", chain: tuple[str, ...] = (), value: Any = None,
+                 pipe: _Pipe | None = None) -> None:
+        super().__init__(pos)
+        self.kind = kind  # dot field var lit ident pipe
+        self.name, self.chain, self.value, self.pipe = name, chain, value, pipe
 
     def __str__(self) -> str:
         if self.kind == "dot":
@@ -236,36 +248,46 @@ class _Arg(_Node):
         return json.dumps(self.value) if isinstance(self.value, str) else go_print(self.value)
 
 
-@dataclass
 class _Cmd(_Node):
-    args: list[_Arg]
+    __slots__ = ("args",)
+
+    def __init__(self, pos: int, args: list[_Arg]) -> None:
+        super().__init__(pos)
+        self.args = args
 
     def __str__(self) -> str:
         return " ".join(str(a) for a in self.args)
 
 
-@dataclass
 class _Pipe(_Node):
-    decl: list[str]
-    assign: bool
-    cmds: list[_Cmd]
+    __slots__ = ("decl", "assign", "cmds")
+
+    def __init__(self, pos: int, decl: list[str], assign: bool, cmds: list[_Cmd]) -> None:
+        super().__init__(pos)
+        self.decl, self.assign, self.cmds = decl, assign, cmds
 
     def __str__(self) -> str:
         head = (", ".join(self.decl) + (" = " if self.assign else " := ")) if self.decl else ""
         return head + " | ".join(str(c) for c in self.cmds)
 
 
-@dataclass
 class _Action(_Node):
-    pipe: _Pipe
+    __slots__ = ("pipe",)
+
+    def __init__(self, pos: int, pipe: _Pipe) -> None:
+        super().__init__(pos)
+        self.pipe = pipe
 
 
-@dataclass
 class _Branch(_Node):
-    kind: str  # if range with
-    pipe: _Pipe
-    body: list[_Node] = field(default_factory=list)
-    orelse: list[_Node] = field(default_factory=list)
+    __slots__ = ("kind", "pipe", "body", "orelse")
+
+    def __init__(self, pos: int, kind: str, pipe: _Pipe) -> None:
+        super().__init__(pos)
+        self.kind = kind  # if range with
+        self.pipe = pipe
+        self.body: list[_Node] = []
+        self.orelse: list[_Node] = []
 
 
 _NUM = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO]?[0-7_]+|(\d[\d_]*)?\.?\d*([eE][+-]?\d+)?)")

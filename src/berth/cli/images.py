@@ -11,20 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from berth.cli.context import Ctx, UsageError
 from berth.cli.formatter import display_stream, inspect_output, render_list
 from berth.cli.gotemplate import Record
-from berth.cli.gotypes import JsonStruct, image_inspect_value
 from berth.cli.refs import parse_normalized, try_familiar
 from berth.cli.units import ellipsis, go_time_string, human_size, rfc3339, since, truncate_id
 from berth.client.transport import file_chunks, from_daemon, path_segment
 from berth.errors import BerthError, InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # only mypy reads typing; importing it costs the CLI ~8 ms
+    from typing import Any
 
 # ---- images / image ls ---------------------------------------------------------------------------------------
 
@@ -165,6 +166,8 @@ def daemon_message(err: BaseException) -> str:
 
 
 def run_image_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
+    from berth.cli.gotypes import image_inspect_value
+
     raws: list[str] = []
     typed: list[Any] = []
     errors: list[str] = []
@@ -187,6 +190,8 @@ def run_image_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
 
 def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
     """`berth inspect`: a container if one has the name, else an image (docker's order), or --type."""
+    from berth.cli.gotypes import JsonStruct, image_inspect_value
+
     kinds = [a.type] if a.type else ["container", "image"]
     raws: list[str] = []
     typed: list[Any] = []
@@ -314,6 +319,8 @@ def run_save(ctx: Ctx, a: argparse.Namespace) -> int:
         ctx.client.download("/images/get", query, ctx.out_binary())
         ctx.out_binary().flush()
         return 0
+    import tempfile
+
     target = Path(a.output)
     # Write beside the target and rename: a failed save leaves no half tar (and no file at all), as docker.
     try:

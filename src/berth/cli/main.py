@@ -15,13 +15,16 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import NoReturn
 
 from berth.cli.context import Ctx, UsageError
 from berth.errors import BerthError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and dataclasses cost ~25 ms of imports per call: only mypy reads this
+    from typing import NoReturn
+
 PROG = "berth"
+BERTH_VERSION = "0.1.0"  # also in pyproject.toml; `berth version` reports it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,14 +47,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}\n\nUsage:  {self.usage}\n\nRun '{self.prog} --help' for more information")
 
 
-@dataclass(frozen=True)
 class Command:
-    usage: str
-    summary: str
-    setup: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Ctx, argparse.Namespace], int]
-    positional: str = ""  # dest of the positional list, checked against nargs
-    nargs: tuple[int, int | None] = (0, 0)
+    """A command's usage line, summary, flag setup, handler, and how many positionals it takes."""
+
+    __slots__ = ("usage", "summary", "setup", "run", "positional", "nargs")
+
+    def __init__(self, usage: str, summary: str, setup: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[Ctx, argparse.Namespace], int], positional: str = "",
+                 nargs: tuple[int, int | None] = (0, 0)) -> None:
+        self.usage, self.summary, self.setup, self.run = usage, summary, setup, run
+        self.positional = positional  # dest of the positional list, checked against nargs
+        self.nargs = nargs
 
 
 def _lazy(module: str, name: str) -> Callable[[Ctx, argparse.Namespace], int]:
@@ -257,7 +263,6 @@ def _run(argv: list[str], ctx_factory: Callable[[str | None], Ctx], out: Callabl
     global_args, rest = _split_global(argv)
     g = _global_parser().parse_args(global_args)
     if g.version:
-        from berth.cli.system import BERTH_VERSION
         out(f"berth version {BERTH_VERSION}\n")
         return 0
     if g.help or not rest:

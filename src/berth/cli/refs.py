@@ -9,7 +9,6 @@ May import: the standard library, berth.errors.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from berth.errors import InvalidArgument
 
@@ -24,12 +23,16 @@ _REFERENCE = re.compile(
 _FULL_ID = re.compile(r"^[a-f0-9]{64}$")
 
 
-@dataclass(frozen=True, slots=True)
 class ImageRef:
-    domain: str
-    path: str
-    tag: str | None
-    digest: str | None
+    """A parsed reference. A slotted class, not a dataclass, to keep dataclasses off the CLI's import path."""
+
+    __slots__ = ("domain", "path", "tag", "digest")
+
+    def __init__(self, domain: str, path: str, tag: str | None, digest: str | None) -> None:
+        self.domain, self.path, self.tag, self.digest = domain, path, tag, digest
+
+    def __repr__(self) -> str:
+        return f"ImageRef({self.domain!r}, {self.path!r}, {self.tag!r}, {self.digest!r})"
 
     @property
     def name(self) -> str:

@@ -19,7 +19,7 @@ from berth.cli.gotypes import JsonStruct
 from berth.client.transport import CLIENT_MAX_API
 from berth.errors import BerthError
 
-BERTH_VERSION = "0.1.0"
+BERTH_VERSION = "0.1.0"  # keep equal to berth.cli.main.BERTH_VERSION and pyproject.toml
 
 
 def _client_info(ctx: Ctx, api: str | None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
 from berth.errors import InvalidArgument
@@ -25,13 +24,35 @@ class HostSource(StrEnum):
     DEFAULT = "default"
 
 
-@dataclass(frozen=True, slots=True)
 class DaemonHost:
-    """A daemon address. `address` is a socket path (unix) or `host:port` (tcp)."""
+    """A daemon address. `address` is a socket path (unix) or `host:port` (tcp). Immutable.
 
+    A slotted class rather than a frozen dataclass: importing dataclasses costs ~15 ms on every CLI call.
+    """
+
+    __slots__ = ("scheme", "address", "source")
     scheme: str  # "unix" or "tcp"
     address: str
-    source: HostSource = HostSource.DEFAULT
+    source: HostSource
+
+    def __init__(self, scheme: str, address: str, source: HostSource = HostSource.DEFAULT) -> None:
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "source", source)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DaemonHost is immutable; cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DaemonHost):
+            return NotImplemented
+        return (self.scheme, self.address, self.source) == (other.scheme, other.address, other.source)
+
+    def __hash__(self) -> int:
+        return hash((self.scheme, self.address, self.source))
+
+    def __repr__(self) -> str:
+        return f"DaemonHost({self.scheme!r}, {self.address!r}, {self.source!r})"
 
     @classmethod
     def parse(cls, text: str, source: HostSource = HostSource.DEFAULT) -> DaemonHost:
