@@ -16,6 +16,7 @@ from the host. Known, deliberate differences are normalised below, each with its
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,30 @@ def test_a_docker_like_spec_looks_the_same_from_inside(berth: Runtime, runc: Run
     assert seen["oom"] == ["500"] and seen["sysctl"] == ["0", "2048"]
     assert a["host"]["memory"] == str(64 << 20) and a["host"]["pids"] == "50" and a["host"]["quota"] == "50000"
     assert "c 1:3 rwm" in a["host"]["devices"].splitlines()
+
+
+def in_a_user_namespace(cfg: dict[str, Any]) -> None:
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+
+
+def test_a_user_namespace_looks_the_same_from_inside(berth: Runtime, runc: Runtime, two_bundles: Any,
+                                                     request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    pair = two_bundles(in_a_user_namespace)
+    for bundle in pair:  # as userns-remap does: the image belongs to the container's root
+        for path in [bundle / "rootfs", *(bundle / "rootfs").rglob("*")]:
+            os.lchown(path, 200000, 200000)
+    # the container's root (host uid 200000) must be able to reach the bundle: pytest's base dir is 0700
+    saved = [(d, d.stat().st_mode) for d in (tmp_path, *tmp_path.parents) if str(d).startswith("/tmp/")]
+    for d, mode in saved:
+        d.chmod(mode | 0o001)
+    try:
+        a, b = run_pair(berth, runc, pair, request)
+    finally:
+        for d, mode in saved:
+            d.chmod(mode)
+    compare(a, b)
+    assert a["seen"]["id"] == ["uid=0(root) gid=0(root)"]
+    # the devices could not be made with mknod in a user namespace: they are the host's, bind-mounted
+    assert "crw-rw-rw- null" in a["seen"]["dev"]

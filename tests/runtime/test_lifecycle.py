@@ -271,3 +271,35 @@ def test_kill_all_signals_every_process(berth: Runtime, bundles: Bundles, reques
     assert len(json.loads(berth("ps", "--format", "json", cid, check=True).stdout)) == 3
     berth("kill", "--all", cid, str(int(signal.SIGKILL)), check=True)
     _wait_status(berth, cid, "stopped")
+
+
+def test_hooks_run_with_the_state_on_stdin(berth: Runtime, bundles: Bundles, request: pytest.FixtureRequest,
+                                           tmp_path: Path) -> None:
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$1 $(cat)\" >> {log}\n")
+    hook.chmod(0o755)
+
+    def hooks(cfg: dict) -> None:  # type: ignore[type-arg]
+        cfg["hooks"] = {kind: [{"path": str(hook), "args": ["hook.sh", kind]}]
+                        for kind in ("createRuntime", "prestart", "poststart", "poststop")}
+
+    cid = container_id(request)
+    out = berth("run", "-b", str(bundles.make(["true"], mutate=hooks)), cid)
+    assert out.returncode == 0, out.stderr
+    lines = log.read_text().splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["createRuntime", "prestart", "poststart", "poststop"]
+    first = json.loads(lines[0].split(" ", 1)[1])
+    assert first["id"] == cid and first["status"] == "created" and first["pid"] > 0
+    assert json.loads(lines[3].split(" ", 1)[1])["status"] == "stopped"
+
+
+def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(berth: Runtime, bundles: Bundles,
+                                                                 request: pytest.FixtureRequest) -> None:
+    def hooks(cfg: dict) -> None:  # type: ignore[type-arg]
+        cfg["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
+
+    cid = container_id(request)
+    out = berth("create", "-b", str(bundles.make(["sleep", "100"], mutate=hooks)), cid)
+    assert out.returncode == 1 and "prestart hook /bin/sh exited with 3: nope" in out.stderr
+    assert berth.ids() == []

@@ -192,6 +192,11 @@ def _stage1(launch: Launch | None, proc: ProcessPlan, join_fds: list[tuple[int, 
     if os.read(go_r, 1) != b"G":
         os._exit(1)
     os.close(go_r)
+    if launch is not None and launch.new_user:
+        # The maps are written: become the namespace's root, so that files the init creates (/dev, mount points)
+        # belong to a mapped id rather than failing with EOVERFLOW.
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     if launch is not None and launch.new_ns_flags:
         linux.unshare(launch.new_ns_flags)
     pid = os.fork()
