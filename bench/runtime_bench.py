@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from berth.runtime import api  # noqa: E402
 from tests.runtime.conftest import default_config, make_rootfs  # noqa: E402
+
+from berth.runtime import api  # noqa: E402
 
 PY = sys.executable
 BERTH = str(Path(PY).with_name("berth-runtime"))
