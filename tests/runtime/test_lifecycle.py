@@ -303,3 +303,52 @@ def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(berth: Runtime,
     out = berth("create", "-b", str(bundles.make(["sleep", "100"], mutate=hooks)), cid)
     assert out.returncode == 1 and "prestart hook /bin/sh exited with 3: nope" in out.stderr
     assert berth.ids() == []
+
+
+def test_no_fd_of_the_host_reaches_the_container(berth: Runtime, bundles: Bundles, request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    secret = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # an inheritable directory fd (CVE-2024-21626)
+    os.set_inheritable(secret, True)
+    try:
+        bundle = bundles.make(["sh", "-c", "ls /proc/self/fd; ls -l /proc/1/fd | grep -c host-only || true"])
+        (tmp_path / "host-only").mkdir()
+        proc = subprocess.run([*berth.argv, "--root", str(berth.root), "run", "-b", str(bundle),
+                               container_id(request)], capture_output=True, text=True, pass_fds=(secret,),
+                              stdin=subprocess.DEVNULL, timeout=60)
+    finally:
+        os.close(secret)
+    assert proc.returncode == 0, proc.stderr
+    fds = proc.stdout.split()
+    assert fds[:3] == ["0", "1", "2"] and len(fds) == 5 and fds[4] == "0"  # fds[3]: ls's own directory
+
+
+def test_errors_go_to_the_log_in_json(berth: Runtime, tmp_path: Path) -> None:
+    log = tmp_path / "runtime.log"
+    proc = subprocess.run([*berth.argv, "--root", str(berth.root), "--log", str(log), "--log-format", "json",
+                           "state", "ghost"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "container ghost does not exist" in proc.stderr
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and "ghost" in entry["msg"] and entry["time"].endswith("Z")
+
+
+def test_the_init_refuses_imports_once_inside_the_container() -> None:
+    """After pivot_root, sys.path names the image's directories: any import would run the image's code."""
+    from berth.runtime import init
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            init._refuse_imports()
+            try:
+                import xml.dom.minidom  # noqa: F401  (not imported by anything before)
+                os.write(w, b"imported")
+            except ImportError as exc:
+                os.write(w, str(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    message = os.read(r, 1000).decode()
+    os.close(r)
+    assert "refused inside the container" in message

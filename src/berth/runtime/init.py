@@ -17,6 +17,7 @@ import os
 import resource
 import signal
 import struct
+import sys
 
 from berth.errors import BerthError, InvalidArgument, NotFound, RuntimeFailure, UnsafePath
 from berth.runtime import devices, mounts
@@ -37,6 +38,21 @@ _KINDS: dict[str, type[BerthError]] = {"InvalidArgument": InvalidArgument, "Unsa
 _MAX_FD = 0x7FFFFFFF
 _SOL_SOCKET = 1
 _SCM_RIGHTS = 1
+
+
+class _NoImports:
+    """Installed first on sys.meta_path in the init (before pivot_root) and in exec (before setns): any import
+    not already done would search sys.path, which then names directories of the container's image."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        raise ImportError(f"berth-runtime: import of {name!r} refused inside the container (a bug: import it "
+                          "before fork)")
+
+
+def _refuse_imports() -> None:
+    sys.meta_path.insert(0, _NoImports())  # type: ignore[arg-type]
+    sys.path_importer_cache.clear()
 
 
 def _send_fd(sock: socket.socket, fd: int) -> None:
@@ -176,6 +192,7 @@ def _write_id_maps(pid: int, launch: Launch) -> None:
 def _stage1(launch: Launch | None, proc: ProcessPlan, join_fds: list[tuple[int, int]], sync_w: int, go_r: int,
             fifo_fd: int | None, console: socket.socket | None, stdio: tuple[int, int, int] | None,
             preserve_fds: int) -> None:
+    _refuse_imports()
     if stdio is not None:
         for target, fd in enumerate(stdio):
             if fd != target:
