@@ -36,6 +36,7 @@ from typing import BinaryIO, cast
 
 from berth.errors import BerthError, Corrupt, LimitExceeded, Unavailable, UnsafePath
 from berth.oci.digest import Digest
+from berth.snapshots.header import parse_basic
 from berth.snapshots.stream import Compression, LayerReader
 from berth.util import linux
 
@@ -126,8 +127,15 @@ def _members(reader: LayerReader, label: str) -> Iterator[tarfile.TarInfo]:
     cursor = _Cursor(reader)
     while True:
         reader.seek(cursor.offset)          # skips the data the previous entry did not read
+        # Plain one-block headers take the fast path; tarfile parses everything else (and after a
+        # global PAX header, every header, since that header's values apply to all that follow).
+        fast = None if cursor.pax_headers else parse_basic(reader.peek(tarfile.BLOCKSIZE), cursor.offset)
         try:
-            info = tarfile.TarInfo.fromtarfile(cast(tarfile.TarFile, cursor))
+            if fast is not None:
+                reader.skip(tarfile.BLOCKSIZE)
+                info, cursor.offset = fast
+            else:
+                info = tarfile.TarInfo.fromtarfile(cast(tarfile.TarFile, cursor))
         except _EOF_HEADER:
             # End-of-archive: a zero block. Like Go's reader (Docker), the block after it must be
             # zero too; what follows is read only to complete the diff_id.

@@ -280,6 +280,12 @@ class LayerReader:
             have += take
         return b"".join(parts)
 
+    def peek(self, n: int) -> bytes:
+        """The next n bytes (fewer at the end of the stream), without consuming them."""
+        while len(self._buf) - self._pos < n and self._fill():
+            pass
+        return self._buf[self._pos:self._pos + n]
+
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         target = offset if whence == os.SEEK_SET else self.tell() + offset
         if target < self.tell():
@@ -345,7 +351,7 @@ class LayerReader:
         self.close()
 
     def _fill(self) -> bool:
-        """Replace the (fully consumed) buffer with the next chunk; False at the end of the stream."""
+        """Append the next chunk to what is left of the buffer; False at the end of the stream."""
         if self._eof:
             return False
         try:
@@ -361,7 +367,8 @@ class LayerReader:
         if self._total > self._max_bytes:
             raise LimitExceeded(f"layer {self._label}: uncompressed size exceeds the limit of "
                                 f"{self._max_bytes} bytes")
-        self._base += len(self._buf)
-        self._buf = chunk
+        rest = self._buf[self._pos:]         # kept only by peek(), when a header spans two chunks
+        self._base += self._pos
+        self._buf = rest + chunk if rest else chunk
         self._pos = 0
         return True
