@@ -266,3 +266,39 @@ def test_records_behave_like_frozen_dataclasses() -> None:
     a, b = Process(args=("sh",)), Process(args=("sh",))
     assert a.user is not b.user and a.user == b.user  # default_factory: a fresh default each time
     assert not hasattr(m, "__dict__")
+
+
+def test_the_v2_device_program_is_built_from_the_rules_last_first() -> None:
+    from berth.runtime.devicefilter import compile_rules
+
+    prog = compile_rules((DeviceRule(False), DeviceRule(True, "c", 1, 3, "rwm")))
+    insns = [prog[i:i + 8] for i in range(0, len(prog), 8)]
+    assert len(prog) % 8 == 0 and insns[-1][0] == 0x95  # ends with exit
+    # preamble (7), then the allow rule first: type, major, minor checks, r0 = 1, exit
+    assert [i[0] for i in insns[7:12]] == [0x55, 0x55, 0x55, 0xB7, 0x95]
+    assert int.from_bytes(insns[10][4:], "little") == 1
+
+
+@pytest.mark.root
+def test_the_v2_device_filter_is_enforced(tmp_path: Path) -> None:
+    """On a private cgroup2 mount: a process in the cgroup may open /dev/null, not /dev/kmsg."""
+    import subprocess
+
+    mnt = tmp_path / "cg2"
+    mnt.mkdir()
+    try:
+        linux.mount("cgroup2", str(mnt), "cgroup2")
+    except OSError as exc:
+        pytest.skip(f"cannot mount cgroup2 here: {exc}")
+    cg = cgroups.CgroupV2(str(mnt), f"berth-devtest-{os.getpid()}")
+    try:
+        cg.create(Resources(devices=(DeviceRule(False), DeviceRule(True, "c", 1, 3, "rwm"))))
+        script = (f"(exec 4</dev/kmsg) && echo kmsg-before; echo $$ > {cg.dir}/cgroup.procs; (exec 3</dev/null) && echo null-ok; "
+                  "(exec 4</dev/kmsg) 2>/dev/null && echo kmsg-ok || echo kmsg-denied; "
+                  "(exec 5</dev/full) 2>/dev/null && echo full-ok || echo full-denied")
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        # /dev/full (1:7) is one of runc's always-allowed devices
+        assert out.stdout.split() == ["kmsg-before", "null-ok", "kmsg-denied", "full-ok"], out.stderr
+    finally:
+        cg.destroy()
+        linux.umount(str(mnt))

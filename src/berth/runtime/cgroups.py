@@ -331,6 +331,12 @@ class CgroupV2:
                     pass
             for name, value in plan:
                 _write(os.path.join(self.dir, name), value)
+            if resources is not None and resources.devices:
+                # like v1, where a new cgroup inherits its parent's (open) list: no rules, no filter
+                from berth.runtime import devicefilter
+
+                devicefilter.attach(self.dir, devicefilter.compile_rules((*resources.devices,
+                                                                          *RUNC_ALLOWED_DEVICES)))
         except BaseException:
             self._undo()
             raise

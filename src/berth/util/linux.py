@@ -189,3 +189,15 @@ def syncfs(fd: int) -> None:
     """Flush the whole filesystem holding fd (cheaper than sync(2), which flushes every one)."""
     if _libc.syncfs(fd) != 0:
         raise _fail(f"syncfs({fd})")
+
+
+_SYS_BPF = 321
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """bpf(2) with a raw attr union (zero-padded bytes); returns the syscall's result (an fd for loads)."""
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ret: int = _libc.syscall(_SYS_BPF, cmd, buf, len(attr))
+    if ret < 0:
+        raise _fail(f"bpf({cmd})")
+    return ret
