@@ -352,3 +352,12 @@ def test_the_init_refuses_imports_once_inside_the_container() -> None:
     message = os.read(r, 1000).decode()
     os.close(r)
     assert "refused inside the container" in message
+
+
+def test_exec_with_a_tty(berth: Runtime, bundles: Bundles, request: pytest.FixtureRequest) -> None:
+    cid = container_id(request)
+    berth("run", "-d", "-b", str(bundles.make(["sleep", "1000"])), cid, check=True)
+    out = berth("exec", "-t", cid, "sh", "-c", "tty; exit 4")
+    assert out.returncode == 4 and out.stdout.startswith("/dev/pts/"), out.stderr
+    refused = berth("exec", "-t", "-d", cid, "true")
+    assert refused.returncode == 1 and "console-socket" in refused.stderr
