@@ -175,3 +175,30 @@ def test_sparse_files_are_written_with_their_holes(tmp_path: Path) -> None:
 def test_out_of_range_header_fields_are_corrupt_not_a_crash(tmp_path: Path, entry: E, fmt: int) -> None:
     with pytest.raises(Corrupt, match="sha256:feed"):
         _apply(tmp_path / "r", tar_bytes([entry], fmt=fmt), same_owner=True)
+
+
+class _Trickle(io.RawIOBase):
+    """A raw stream that returns one byte, then at most 1000 bytes per read (like a slow socket)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos, self._first = data, 0, True
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = 1 if self._first else min(n if n >= 0 else 1000, 1000)
+        self._first = False
+        out = self._data[self._pos:self._pos + n]
+        self._pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("compress", [gz, zst])
+def test_short_reads_from_a_raw_stream_still_detect_compression(tmp_path: Path, compress: object) -> None:
+    plain = tar_bytes(SAMPLE)
+    result = _apply(tmp_path / "r", compress(plain))  # type: ignore[operator]
+    root = tmp_path / "raw"
+    root.mkdir()
+    raw = apply_layer(_Trickle(compress(plain)), root)  # type: ignore[operator,arg-type]
+    assert raw.diff_id == result.diff_id and (root / "big").read_bytes() == SAMPLE[2].data  # type: ignore[attr-defined]

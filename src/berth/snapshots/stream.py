@@ -229,7 +229,9 @@ class _Pump(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join()
+        # Bounded: a read blocked on a stalled network stream must not hold up the error path;
+        # the thread then ends with that read (it is a daemon thread, touching nothing of ours).
+        self.join(timeout=5)
 
 
 class LayerReader:
@@ -240,7 +242,12 @@ class LayerReader:
 
     def __init__(self, stream: BinaryIO, compression: Compression | None, label: str, max_bytes: int,
                  max_record: int = CHUNK) -> None:
-        head = stream.read(4)
+        head = b""
+        while len(head) < 4:                # raw streams may return fewer bytes than asked
+            more = stream.read(4 - len(head))
+            if not more:
+                break
+            head += more
         kind = compression if compression is not None else detect_compression(head)
         src = _Source(stream, label, head)
         self.compression = kind
