@@ -168,3 +168,10 @@ def test_a_full_disk_is_unavailable_and_leaves_nothing_behind(tmp_path: Path) ->
         store.unpack(Digest.of(fits), None, io.BytesIO(fits), None, Digest.of(fits))
     finally:
         linux.umount(str(small), linux.MNT_DETACH)
+
+
+def test_the_container_root_keeps_the_owner_and_mode_of_the_image_root(store: Snapshotter, tmp_path: Path) -> None:
+    [c0] = _stack(store, [d("./", mode=0o750, uid=7, gid=8), f("a")])
+    with mounted(store, "c", c0, tmp_path / "m") as view:
+        st = os.stat(view)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, 7, 8)

@@ -186,8 +186,13 @@ class Snapshotter:
                 raise NotFound(f"no unpacked layer with chain id {parent} to prepare {key!r} on")
             n = self._claim_id()
             try:
-                (self.root / n / "fs").mkdir(mode=0o755)
-                os.chmod(self.root / n / "fs", 0o755)
+                upper = self.root / n / "fs"
+                upper.mkdir(mode=0o755)
+                # overlayfs shows the upper root's owner and mode as the container's "/": take the image's.
+                top = os.stat(self.lowerdirs(parent)[0]) if parent is not None else None
+                os.chmod(upper, stat.S_IMODE(top.st_mode) if top else 0o755)
+                if top is not None and os.geteuid() == 0:
+                    os.chown(upper, top.st_uid, top.st_gid)
                 (self.root / n / "work").mkdir(mode=0o700)
                 write_json_atomic(self._active_json(key), {"key": key, "id": n,
                                                            "parent": str(parent) if parent else None},
