@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.errors import Unavailable
+from berth.errors import NotFound, Unavailable
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.diff import write_diff
 from berth.snapshots.store import Snapshotter
@@ -175,3 +175,32 @@ def test_the_container_root_keeps_the_owner_and_mode_of_the_image_root(store: Sn
     with mounted(store, "c", c0, tmp_path / "m") as view:
         st = os.stat(view)
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, 7, 8)
+
+
+def test_a_committed_container_snapshot_is_the_layer_its_diff_would_unpack_to(
+        store: Snapshotter, tmp_path: Path) -> None:
+    [c0] = _stack(store, [d("etc"), f("etc/a", b"a"), f("etc/b", b"b"), d("var"), f("var/x")])
+    with mounted(store, "build", c0, tmp_path / "m") as view:
+        (view / "etc" / "a").unlink()
+        (view / "etc" / "c").write_bytes(b"c")
+        shutil.rmtree(view / "var")
+        (view / "var").mkdir()
+    blob = io.BytesIO()
+    written = write_diff(store.active("build").upper, blob)
+    info = store.commit("build", written)
+    assert info.parent == c0 and info.diff_id == written.diff_id and store.check() == []
+    with pytest.raises(NotFound):
+        store.active("build")
+    with mounted(store, "run", info.chain_id, tmp_path / "m1") as view:
+        committed = fingerprint(view)
+        assert sorted(os.listdir(view / "etc")) == ["b", "c"] and os.listdir(view / "var") == []
+    # The same diff unpacked from its tar in another store gives the same view.
+    other = Snapshotter(tmp_path / "other", durable=False)
+    [o0] = _stack(other, [d("etc"), f("etc/a", b"a"), f("etc/b", b"b"), d("var"), f("var/x")])
+    other.unpack(info.chain_id, o0, io.BytesIO(blob.getvalue()), None, written.diff_id)
+    with mounted(other, "run", info.chain_id, tmp_path / "m2") as view:
+        assert fingerprint(view) == committed
+    # Committing a second snapshot with the same content keeps the first layer.
+    store.prepare("again", c0)
+    again = store.commit("again", written)
+    assert again == info and store.check() == []

@@ -10,6 +10,7 @@ On disk, under root (e.g. /var/lib/berth/snapshots, mode 0700):
     lock                    shared by unpack/prepare/remove, exclusive for remove_layer/cleanup
     .tmp-*                  unpacks in progress (or left by a crash: see check/cleanup)
 
+A container snapshot can also be committed as a layer in place (its upper directory already is one).
 A layer is extracted into a .tmp- directory, its diff_id checked, the filesystem synced, then the
 directory is renamed to <n> and its JSON written atomically: a crash leaves either no layer or a
 whole one (an unreferenced <n> or .tmp- directory is garbage that cleanup() removes).
@@ -32,6 +33,7 @@ from typing import Any, BinaryIO
 from berth.errors import Conflict, DigestMismatch, InvalidArgument, NotFound
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.apply import DEFAULT_LIMITS, ApplyResult, Limits, apply_layer
+from berth.snapshots.diff import LayerWritten
 from berth.snapshots.mount import Mount, apply_mount, overlay_mounts, unmount
 from berth.snapshots.stream import Compression
 from berth.util import linux
@@ -140,12 +142,16 @@ class Snapshotter:
             raise DigestMismatch(f"layer {expected}: its uncompressed content has diff_id {result.diff_id}, "
                                  f"not {expected} as the image config says; the layer blob is corrupt")
         if self._durable:
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                linux.syncfs(fd)             # every file of the layer, before it becomes visible
-            finally:
-                os.close(fd)
+            self._sync(tmp)                  # every file of the layer, before it becomes visible
         return result
+
+    @staticmethod
+    def _sync(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            linux.syncfs(fd)
+        finally:
+            os.close(fd)
 
     def lowerdirs(self, chain_id: Digest) -> list[Path]:
         """The fs directories of chain_id and its ancestors, top-most first."""
@@ -227,6 +233,34 @@ class Snapshotter:
 
     def unmount(self, target: Path) -> None:
         unmount(target)
+
+    def commit(self, key: str, layer: LayerWritten) -> LayerInfo:
+        """Turn container snapshot key (unmounted) into a layer, without unpacking anything.
+
+        layer is what write_diff wrote of its upper directory (the caller keeps that tar as the
+        layer blob). The upper directory already holds the layer in overlay form (whiteouts,
+        opaque dirs), so, as containerd's overlay snapshotter does, it becomes the layer's
+        directory as is. If that chain id is unpacked already, the snapshot is just removed.
+        """
+        _check_key(key)
+        with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / f"key-{key}"):
+            snap = self.active(key)
+            chain_id = layer.diff_id if snap.parent is None else \
+                Digest.of(f"{snap.parent} {layer.diff_id}".encode())
+            with file_lock(self.root / "locks" / chain_id.hex):
+                if not self.has(chain_id):
+                    shutil.rmtree(snap.work, ignore_errors=True)
+                    if self._durable:
+                        self._sync(snap.upper)
+                    info = LayerInfo(chain_id, layer.diff_id, snap.parent, snap.id, layer.size, layer.entries)
+                    # Forget the snapshot first: a crash in between leaves an unreferenced directory
+                    # (cleanup removes it), never one directory claimed by both a layer and a snapshot.
+                    self._active_json(key).unlink()
+                    write_json_atomic(self._layer_json(chain_id), info.to_json(), durable=self._durable)
+                    return info
+            self._active_json(key).unlink()
+            shutil.rmtree(self.root / snap.id, ignore_errors=True)
+            return self.get(chain_id)
 
     def remove(self, key: str) -> None:
         """Remove a container snapshot and its upper directory (the caller unmounts it first)."""
