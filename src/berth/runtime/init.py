@@ -128,14 +128,25 @@ def spawn(launch: Launch | None, proc: ProcessPlan, cgroup: CgroupV1 | CgroupV2,
         os.close(fd)
     os.close(sync_w)
     os.close(go_r)
-    return _supervise_start(launch, cgroup, stage1, sync_r, go_w)
+    return _supervise_start(launch, cgroup, stage1, sync_r, go_w, _late_cgroup(launch))
+
+
+def _late_cgroup(launch: Launch | None) -> bool:
+    """Whether the init joins its cgroup while it builds the rootfs, rather than the stage-1 process before.
+
+    Writing a pid into cgroup.procs can wait for an RCU grace period (milliseconds); done for the init, in
+    parallel with its mount work, that wait is hidden. Not possible when a new cgroup namespace must be rooted at
+    the container's cgroup, or a user namespace already needs the stage-1 process to wait for its id maps.
+    """
+    return launch is not None and not launch.new_user and not launch.new_ns_flags & linux.CLONE_NEWCGROUP
 
 
 def _supervise_start(launch: Launch | None, cgroup: CgroupV1 | CgroupV2, stage1: int, sync_r: int,
-                     go_w: int) -> int:
+                     go_w: int, late: bool) -> int:
     reader = os.fdopen(sync_r, "rb")
     pid: int | None = None
     error: BerthError | None = None
+    pending: BerthError | None = None
     try:
         if launch is not None and launch.new_user:
             line = _read_line(reader)
@@ -144,8 +155,9 @@ def _supervise_start(launch: Launch | None, cgroup: CgroupV1 | CgroupV2, stage1:
             if line != b"U\n":
                 raise RuntimeFailure("container stage-1 process exited before creating its user namespace")
             _write_id_maps(stage1, launch)
-        cgroup.add(stage1)
-        os.write(go_w, b"G")
+        if not late:
+            cgroup.add(stage1)
+            os.write(go_w, b"G")
         ready = False
         while not (ready and pid is not None):
             line = _read_line(reader)
@@ -153,10 +165,23 @@ def _supervise_start(launch: Launch | None, cgroup: CgroupV1 | CgroupV2, stage1:
                 break
             if line.startswith(b"P"):
                 pid = int(line[1:])
+                if late:
+                    try:
+                        cgroup.add(pid)
+                        os.write(go_w, b"G")
+                    except (OSError, RuntimeFailure) as exc:
+                        # most likely the init failed already: its own report, read next, says why
+                        pending = RuntimeFailure(f"cannot put the container init into its cgroup: {exc}")
+                        try:
+                            os.kill(pid, signal.SIGKILL)  # if it is still waiting for us: end it, then read EOF
+                        except ProcessLookupError:
+                            pass
             elif line == b"R\n":
                 ready = True
             elif line.startswith(b"E"):
                 error = _error_from(line)
+        if error is None and pending is not None:
+            error = pending
         if error is None and not ready:
             error = RuntimeFailure("container process exited before it was ready")
         if error is not None:
@@ -206,9 +231,11 @@ def _stage1(launch: Launch | None, proc: ProcessPlan, join_fds: list[tuple[int, 
     if launch is not None and launch.new_user:
         linux.unshare(linux.CLONE_NEWUSER)
         os.write(sync_w, b"U\n")
-    if os.read(go_r, 1) != b"G":
-        os._exit(1)
-    os.close(go_r)
+    late = _late_cgroup(launch)
+    if not late:
+        if os.read(go_r, 1) != b"G":
+            os._exit(1)
+        os.close(go_r)
     if launch is not None and launch.new_user:
         # The maps are written: become the namespace's root, so that files the init creates (/dev, mount points)
         # belong to a mapped id rather than failing with EOVERFLOW.
@@ -222,6 +249,11 @@ def _stage1(launch: Launch | None, proc: ProcessPlan, join_fds: list[tuple[int, 
             if launch is not None:
                 _init(launch, sync_w, console)
                 console = None  # handed over (or never needed) during the init's own setup
+            if late:
+                # the runtime puts this process into the cgroup once it knows its pid: wait for that
+                if os.read(go_r, 1) != b"G":
+                    os._exit(1)
+                os.close(go_r)
             _finalize(proc, sync_w, fifo_fd, console, preserve_fds)
         except BaseException as exc:
             _report(sync_w, exc)
