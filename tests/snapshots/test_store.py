@@ -220,3 +220,10 @@ def test_cleanup_forgets_lock_files_of_removed_keys(store: Snapshotter) -> None:
     assert "key-gone" in os.listdir(store.root / "locks")
     store.cleanup()
     assert os.listdir(store.root / "locks") == []
+
+
+def test_a_durable_store_syncs_and_commits_the_same_way(tmp_path: Path) -> None:
+    store = Snapshotter(tmp_path / "durable")
+    (d0,), (c0,) = _ids(BASE)
+    info = store.unpack(c0, None, io.BytesIO(gz(BASE)), None, d0)
+    assert store.get(c0) == info and store.check() == []
