@@ -227,3 +227,21 @@ def test_a_durable_store_syncs_and_commits_the_same_way(tmp_path: Path) -> None:
     (d0,), (c0,) = _ids(BASE)
     info = store.unpack(c0, None, io.BytesIO(gz(BASE)), None, d0)
     assert store.get(c0) == info and store.check() == []
+
+
+def test_an_unreadable_record_is_corrupt_reported_and_set_aside(store: Snapshotter) -> None:
+    (d0,), (c0,) = _ids(BASE)
+    info = store.unpack(c0, None, io.BytesIO(BASE), None, d0)
+    store.prepare("ctr", c0)
+    (store.root / "layers" / f"{c0.hex}.json").write_text('{"chain_id": "sha256:nope"')
+    (store.root / "active" / "other.json").write_text("[]")
+    with pytest.raises(Corrupt, match="unreadable"):
+        store.get(c0)
+    problems = store.check()
+    assert len(problems) == 2 and all("unreadable" in p for p in problems)
+    removed = store.cleanup()
+    assert f"layers/{c0.hex}.json" in removed and "active/other.json" in removed
+    assert (store.root / "layers" / f"{c0.hex}.json.corrupt").exists()
+    assert not store.has(c0) and info.id in removed        # its directory is garbage now
+    # The container snapshot record was fine, but its parent layer is gone: reported, not hidden.
+    assert store.check() == [f"snapshot 'ctr': parent layer {c0} is missing"]

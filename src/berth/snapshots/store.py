@@ -26,11 +26,12 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
-from berth.errors import Conflict, DigestMismatch, InvalidArgument, NotFound
+from berth.errors import Conflict, Corrupt, DigestMismatch, InvalidArgument, NotFound
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.apply import DEFAULT_LIMITS, ApplyResult, Limits, apply_layer
 from berth.snapshots.diff import LayerWritten
@@ -40,6 +41,7 @@ from berth.util import linux
 from berth.util.atomic import read_json, write_json_atomic
 from berth.util.locks import file_lock
 
+T = TypeVar("T")
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -94,12 +96,12 @@ class Snapshotter:
 
     def get(self, chain_id: Digest) -> LayerInfo:
         try:
-            return LayerInfo.from_json(read_json(self._layer_json(chain_id)))
+            return _load(self._layer_json(chain_id), LayerInfo.from_json)
         except FileNotFoundError:
             raise NotFound(f"no unpacked layer with chain id {chain_id}") from None
 
     def layers(self) -> list[LayerInfo]:
-        return [LayerInfo.from_json(read_json(p)) for p in sorted((self.root / "layers").glob("*.json"))]
+        return [_load(p, LayerInfo.from_json) for p in sorted((self.root / "layers").glob("*.json"))]
 
     def unpack(self, chain_id: Digest, parent: Digest | None, layer: BinaryIO,
                compression: Compression | None, expected_diff_id: Digest) -> LayerInfo:
@@ -129,7 +131,11 @@ class Snapshotter:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             info = LayerInfo(chain_id, result.diff_id, parent, n, result.size, result.entries)
-            write_json_atomic(self._layer_json(chain_id), info.to_json(), durable=self._durable)
+            try:
+                write_json_atomic(self._layer_json(chain_id), info.to_json(), durable=self._durable)
+            except BaseException:
+                shutil.rmtree(self.root / n, ignore_errors=True)
+                raise
             return info
 
     def _extract(self, tmp: Path, layer: BinaryIO, compression: Compression | None,
@@ -159,7 +165,11 @@ class Snapshotter:
 
     def _chain(self, chain_id: Digest | None) -> list[str]:
         ids: list[str] = []
+        seen: set[Digest] = set()
         while chain_id is not None:
+            if chain_id in seen:
+                raise Corrupt(f"snapshot metadata under {self.root} has a parent cycle at {chain_id}")
+            seen.add(chain_id)
             info = self.get(chain_id)
             ids.append(info.id)
             chain_id = info.parent
@@ -210,13 +220,18 @@ class Snapshotter:
 
     def active(self, key: str) -> ActiveSnapshot:
         _check_key(key)
+
+        def parse(raw: dict[str, Any]) -> ActiveSnapshot:
+            n = str(raw["id"])
+            if not n.isdigit():
+                raise ValueError(f"bad id {n!r}")
+            parent = Digest.parse(raw["parent"]) if raw.get("parent") else None
+            return ActiveSnapshot(key, n, parent, self.root / n / "fs", self.root / n / "work")
+
         try:
-            raw = read_json(self._active_json(key))
+            return _load(self._active_json(key), parse)
         except FileNotFoundError:
             raise NotFound(f"no container snapshot {key!r}") from None
-        n = str(raw["id"])
-        parent = Digest.parse(raw["parent"]) if raw.get("parent") else None
-        return ActiveSnapshot(key, n, parent, self.root / n / "fs", self.root / n / "work")
 
     def _actives(self) -> list[ActiveSnapshot]:
         return [self.active(p.stem) for p in sorted((self.root / "active").glob("*.json"))]
@@ -287,7 +302,9 @@ class Snapshotter:
 
     def check(self) -> list[str]:
         """Inconsistencies, one line each; empty when the store is sound."""
-        problems: list[str] = []
+        problems = [f"{p.relative_to(self.root)} is unreadable: {err}" for p, err in self._unreadable()]
+        if problems:
+            return problems          # the rest of the check needs every record; cleanup() sets them aside
         referenced: set[str] = set()
         known: set[Digest] = set()
         for info in self.layers():
@@ -319,6 +336,9 @@ class Snapshotter:
         """
         removed: list[str] = []
         with file_lock(self.root / "lock"):
+            for path, _ in self._unreadable():     # quarantined, not deleted: someone may want to look
+                path.rename(path.with_name(path.name + ".corrupt"))
+                removed.append(str(path.relative_to(self.root)))
             referenced: set[str] = set()
             for info in self.layers():
                 if not stat.S_ISDIR(_mode(self.root / info.id / "fs")):
@@ -339,6 +359,20 @@ class Snapshotter:
                     removed.append(entry)
         return removed
 
+    def _unreadable(self) -> list[tuple[Path, str]]:
+        bad: list[tuple[Path, str]] = []
+        for path in sorted((self.root / "layers").glob("*.json")):
+            try:
+                _load(path, LayerInfo.from_json)
+            except Corrupt as exc:
+                bad.append((path, str(exc)))
+        for path in sorted((self.root / "active").glob("*.json")):
+            try:
+                self.active(path.stem)
+            except (Corrupt, InvalidArgument) as exc:
+                bad.append((path, str(exc)))
+        return bad
+
     # -- paths -------------------------------------------------------------------------------
     def _layer_json(self, chain_id: Digest) -> Path:
         return self.root / "layers" / f"{chain_id.hex}.json"
@@ -356,6 +390,17 @@ class Snapshotter:
                 return str(n)
             except FileExistsError:
                 n += 1
+
+
+def _load(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
+    """A metadata record; Corrupt if it does not parse (FileNotFoundError passes through)."""
+    try:
+        return parse(read_json(path))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidArgument) as exc:
+        raise Corrupt(f"snapshot record {path} is unreadable ({exc}); "
+                      "run the snapshot cleanup to set it aside") from exc
 
 
 def _check_key(key: str) -> None:
