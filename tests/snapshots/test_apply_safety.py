@@ -177,3 +177,23 @@ def test_an_entry_under_a_symlink_replaced_by_a_file_is_refused(box: Sandbox) ->
 def test_a_whiteout_does_not_remove_an_entry_of_its_own_layer(box: Sandbox) -> None:
     box.apply([f("keep", b"mine"), f(".wh.keep")])
     assert (box.root / "keep").read_bytes() == b"mine"
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("link", ["/", "../..", "../../canary", "/nonexistent"])
+@pytest.mark.parametrize("marker", [".wh.a.txt", ".wh..wh..opq"])
+def test_whiteouts_under_an_escaping_symlink_stay_inside(box: Sandbox, link: str, marker: str) -> None:
+    if link in ("../../canary", "/nonexistent"):       # resolved inside the root: nothing there
+        with pytest.raises(Corrupt):
+            box.apply([sym("d", link), f(f"d/{marker}")])
+        return
+    box.apply([sym("d", link), f(f"d/{marker}")])
+    if marker == ".wh.a.txt":
+        assert os.lstat(box.root / "a.txt").st_rdev == 0 and stat.S_ISCHR(os.lstat(box.root / "a.txt").st_mode)
+    else:
+        assert os.getxattr(box.root, "trusted.overlay.opaque") == b"y"
+
+
+def test_a_whiteout_naming_a_parent_outside_is_refused(box: Sandbox) -> None:
+    with pytest.raises(UnsafePath):
+        box.apply([f("../.wh.victim")])
