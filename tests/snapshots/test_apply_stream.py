@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import stat
+import struct
 import tarfile
 from pathlib import Path
 
@@ -202,3 +203,16 @@ def test_short_reads_from_a_raw_stream_still_detect_compression(tmp_path: Path, 
     root.mkdir()
     raw = apply_layer(_Trickle(compress(plain)), root)  # type: ignore[operator,arg-type]
     assert raw.diff_id == result.diff_id and (root / "big").read_bytes() == SAMPLE[2].data  # type: ignore[attr-defined]
+
+
+@pytest.mark.root
+def test_file_capabilities_survive_the_owner_change(tmp_path: Path) -> None:
+    # vfs_cap_data revision 2, effective bit set, permitted = CAP_NET_RAW (13): `setcap cap_net_raw+ep`.
+    cap = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+    layer = tar_bytes([f("ping", b"\x7fELF", mode=0o4755, uid=1000, gid=1000,
+                         pax={"SCHILY.xattr.security.capability": cap.decode("utf-8", "surrogateescape")})])
+    _apply(tmp_path / "r", layer)
+    ping = tmp_path / "r" / "ping"
+    assert os.getxattr(ping, "security.capability") == cap
+    st = os.lstat(ping)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (1000, 0o4755)
