@@ -221,3 +221,15 @@ def test_file_capabilities_survive_the_owner_change(tmp_path: Path) -> None:
     assert os.getxattr(ping, "security.capability") == cap
     st = os.lstat(ping)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (1000, 0o4755)
+
+
+def test_a_sparse_file_larger_than_the_size_limit_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "huge"
+    with open(src, "wb") as out:
+        out.truncate(1 << 30)                                    # 1 GiB of holes, a few bytes in the tar
+    archive = tmp_path / "huge.tar"
+    subprocess.run(["tar", "--format=posix", "--sparse", "-cf", str(archive), "-C", str(tmp_path), "huge"],
+                   check=True)
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(LimitExceeded, match=f"limit of {64 << 20} bytes"):
+        _apply(tmp_path / "r", archive.read_bytes(), limits=Limits(max_bytes=64 << 20))

@@ -96,7 +96,8 @@ def apply_layer(stream: BinaryIO, target: Path, *, compression: Compression | No
     Unavailable (disk full, read error); target is then left half-written for the caller to remove.
     """
     root_fd = os.open(target, _DIR_FLAGS | os.O_NOFOLLOW)
-    applier = _Applier(root_fd, label, os.geteuid() == 0 if same_owner is None else same_owner)
+    applier = _Applier(root_fd, label, os.geteuid() == 0 if same_owner is None else same_owner,
+                       limits.max_bytes)
     entries = 0
     try:
         with LayerReader(stream, compression, label, limits.max_bytes, limits.max_record) as reader:
@@ -155,8 +156,9 @@ def _members(reader: LayerReader, label: str) -> Iterator[tarfile.TarInfo]:
 
 
 class _Applier:
-    def __init__(self, root_fd: int, label: str, same_owner: bool) -> None:
+    def __init__(self, root_fd: int, label: str, same_owner: bool, max_bytes: int) -> None:
         self._root, self._label, self._same_owner = root_fd, label, same_owner
+        self._max_bytes = max_bytes          # also bounds a sparse file's apparent size
         self._dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}
         self._open: dict[tuple[str, ...], int] = {}     # directory fds by cleaned path
         self._stale = False                              # a directory was removed: drop _open
@@ -239,6 +241,9 @@ class _Applier:
             if info.sparse is None:
                 reader.copy_to(fd, info.size)
             else:
+                if info.size > self._max_bytes:
+                    raise LimitExceeded(f"layer {self._label}: sparse file {info.name!r} of {info.size} bytes "
+                                        f"exceeds the limit of {self._max_bytes} bytes")
                 sparse = cast(list[tuple[int, int]], info.sparse)
                 for offset, length in sparse:
                     if offset < 0 or length < 0 or offset + length > info.size:
