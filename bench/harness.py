@@ -1,7 +1,7 @@
 """Run one scenario under several engines in alternation and compare them by the ratio of their medians.
 
 A `Scenario` has `Contender`s (e.g. "berth" and "docker", plus floors such as "sha256sum"). `run_scenario` runs
-warm-up rounds, then N rounds, each round running every contender once in the scenario's order (A B A B ...), with
+warm-up rounds, then N rounds, each round running every contender once in the scenario's order (A B A B ..., or rotated every round), with
 each contender's untimed `setup` before and `teardown` after its timed action. A timed action is an argv (timed
 from spawn to reap with `time.perf_counter`, its CPU time and peak RSS taken from `os.wait4`) or a Python callable.
 If a contender names a daemon pid, the daemon's CPU time during the action is recorded too: for `docker load` the
@@ -67,6 +67,12 @@ class Scenario:
     baseline: str = "docker"
     # os.sync() before each timed action (untimed), so one round's dirty pages are not written back in the next.
     sync: bool = True
+    # Seconds to wait after setup and sync before timing: lets deferred work of a big delete settle.
+    settle: float = 0.0
+    # Rotate the order every round (A B C, B C A, C A B, ...), so each contender takes every position in turn:
+    # one that always ran first in a round (right after the last one's teardown, e.g. a big delete) would pay
+    # for it every time. Plain A B A B otherwise.
+    rotate: bool = False
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.contenders]
@@ -205,10 +211,16 @@ def ratio_of_medians(median: float, baseline_median: float) -> float:
     return median / baseline_median
 
 
-def schedule(names: Sequence[str], rounds: int, warmup: int = 0) -> list[tuple[int, str]]:
+def schedule(names: Sequence[str], rounds: int, warmup: int = 0, rotate: bool = False) -> list[tuple[int, str]]:
     """The order of timed actions: warm-up rounds (numbered -warmup..-1), then rounds 0..rounds-1, each round
-    running every name once in the given order, so engines alternate A B A B and share any drift evenly."""
-    return [(r, name) for r in range(-warmup, rounds) for name in names]
+    running every name once, so engines alternate and share any drift evenly. Without rotate every round runs
+    the names in the given order (A B A B); with it, round r starts r places further (A B C, B C A, ...), counting
+    warm-ups, so the measured rounds start at the given order."""
+    out = []
+    for r in range(-warmup, rounds):
+        shift = r % len(names) if rotate else 0
+        out += [(r, name) for name in [*names[shift:], *names[:shift]]]
+    return out
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------
@@ -247,12 +259,14 @@ def _time_argv(argv: Sequence[str], stdout: Path | None, env: Mapping[str, str] 
     return Sample(round_, wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
 
 
-def measure(contender: Contender, round_: int, sync: bool = True) -> Sample:
-    """setup, (sync), timed action, teardown: one sample."""
+def measure(contender: Contender, round_: int, sync: bool = True, settle: float = 0.0) -> Sample:
+    """setup, (sync, settle), timed action, teardown: one sample."""
     if contender.setup is not None:
         contender.setup()
     if sync:
         os.sync()
+    if settle > 0:
+        time.sleep(settle)
     pid = contender.daemon_pid() if contender.daemon_pid is not None else None
     cpu_before = process_cpu_seconds(pid) if pid is not None else None
     if callable(contender.action):
@@ -277,8 +291,8 @@ def run_scenario(scenario: Scenario, log: TextIO | None = None,
     by_name = {c.name: c for c in scenario.contenders}
     samples: dict[str, list[Sample]] = {c.name: [] for c in scenario.contenders}
     order: list[str] = []
-    for round_, name in schedule(list(by_name), scenario.rounds, scenario.warmup):
-        sample = measure(by_name[name], round_, scenario.sync)
+    for round_, name in schedule(list(by_name), scenario.rounds, scenario.warmup, scenario.rotate):
+        sample = measure(by_name[name], round_, scenario.sync, scenario.settle)
         samples[name].append(sample)
         order.append(f"{round_}:{name}")
         if log is not None:

@@ -40,6 +40,24 @@ def test_schedule_alternates_engines_round_by_round_after_the_warmups() -> None:
         (-1, "berth"), (-1, "docker"), (0, "berth"), (0, "docker"), (1, "berth"), (1, "docker")]
 
 
+def test_rotated_schedule_starts_each_round_one_place_further_and_measured_rounds_start_in_order() -> None:
+    assert schedule(["a", "b", "c"], rounds=3, warmup=1, rotate=True) == [
+        (-1, "c"), (-1, "a"), (-1, "b"),
+        (0, "a"), (0, "b"), (0, "c"),
+        (1, "b"), (1, "c"), (1, "a"),
+        (2, "c"), (2, "a"), (2, "b")]
+    # Over a full rotation each name runs first, second and third once.
+    order = [n for _, n in schedule(["a", "b", "c"], rounds=3, rotate=True)]
+    for position in range(3):
+        assert sorted(order[position::3]) == ["a", "b", "c"]
+
+
+def test_settle_waits_untimed_between_setup_and_action() -> None:
+    result = run_scenario(Scenario("settle", "", (Contender("docker", ["true"]),), rounds=1, warmup=0, sync=False,
+                                   settle=0.2))
+    assert result.engine("docker").wall.max < 0.2
+
+
 def test_ratio_is_of_medians_not_means_and_ignores_warmup_samples() -> None:
     # berth: one outlier drags the mean, not the median; the warm-up (round -1) is huge and must not count.
     berth = EngineResult("berth", "", (Sample(-1, 100.0), Sample(0, 1.0), Sample(1, 2.0), Sample(2, 60.0)))
