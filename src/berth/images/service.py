@@ -8,10 +8,13 @@ May import: berth.snapshots, berth.content, berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from berth.content.store import BlobStore
@@ -26,16 +29,31 @@ from berth.oci.digest import Digest
 from berth.oci.manifest import Manifest
 from berth.oci.mediatype import MediaType
 from berth.oci.reference import Reference
+from berth.snapshots.stream import Compression
 
 
 class LayerStore(Protocol):
     """What the image service needs of the snapshotter."""
 
     def has(self, chain_id: Digest) -> bool: ...
-    def unpack(self, chain_id: Digest, parent: Digest | None, stream: BinaryIO,
-               expected_diff_id: Digest | None = None) -> Digest: ...
-    def layer_size(self, chain_id: Digest) -> int: ...
+    def unpack(self, chain_id: Digest, parent: Digest | None, layer: BinaryIO,
+               compression: Compression | None, expected_diff_id: Digest) -> object: ...
+    def lowerdirs(self, chain_id: Digest) -> list[Path]: ...
     def remove_layer(self, chain_id: Digest) -> None: ...
+
+
+def docker_size(top: Path) -> int:
+    """Docker's layer size: st_size of every non-directory entry, hardlinked inodes once (moby's directory.Size)."""
+    seen: set[int] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in (*filenames, *dirnames):
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISDIR(st.st_mode) or not st.st_size or st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +86,13 @@ class ImageService:
         self._blobs, self._layers, self._records = blobs, layers, records
         self._containers_using = containers_using
         self._clock = clock
+        self._sizes: dict[Digest, int] = {}   # layers are immutable: a size computed once stays true
+
+    def layer_size(self, chain_id: Digest) -> int:
+        size = self._sizes.get(chain_id)
+        if size is None:
+            size = self._sizes[chain_id] = docker_size(self._layers.lowerdirs(chain_id)[0])
+        return size
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -77,7 +102,7 @@ class ImageService:
     def view(self, record: ImageRecord) -> ImageView:
         manifest = Manifest.parse(self._blobs.read_bytes(record.manifest))
         config = ImageConfig.parse(self._blobs.read_bytes(record.id, 20 * 1024 * 1024))
-        sizes = tuple(self._layers.layer_size(c) if self._layers.has(c) else 0 for c in config.chain_ids)
+        sizes = tuple(self.layer_size(c) if self._layers.has(c) else 0 for c in config.chain_ids)
         return ImageView(record, config, manifest, sum(sizes), sizes)
 
     def inspect(self, name: str) -> ImageView:
@@ -93,6 +118,7 @@ class ImageService:
 
     def load(self, stream: BinaryIO, on_loaded: Callable[[Loaded], None] | None = None) -> list[Loaded]:
         """`docker load`: every image in a docker-archive or OCI-layout tar (plain or compressed)."""
+        created: list[Digest] = []
         with self._blobs.lease() as lease:
             try:
                 found = read_archive(stream, _LeasedStore(self._blobs, lease), on_blob=lease.add)
@@ -100,23 +126,25 @@ class ImageService:
                     raise InvalidArgument("the image archive holds no images")
                 out = []
                 for image in found:
-                    loaded = self._register(image, lease)
+                    loaded = self._register(image, lease, created)
                     out.append(loaded)
                     if on_loaded is not None:
                         on_loaded(loaded)
-                return out
             except BaseException:
                 lease.release()
+                self._drop_layers(created)
                 self.collect_garbage()
                 raise
+        self.collect_garbage()   # docker-archive's per-layer json/VERSION files were ingested too
+        return out
 
-    def _register(self, image: ArchivedImage, lease: Lease) -> Loaded:
+    def _register(self, image: ArchivedImage, lease: Lease, created: list[Digest]) -> Loaded:
         config = ImageConfig.parse(self._blobs.read_bytes(image.config, 20 * 1024 * 1024))
         if len(config.diff_ids) != len(image.layers):
             raise InvalidArgument(f"image {image.config} has {len(image.layers)} layers but its config lists "
                                   f"{len(config.diff_ids)} diff_ids")
         tags = [_parse_tag(t) for t in image.tags]
-        self._unpack(config, image.layers)
+        self._unpack(config, image.layers, created)
         manifest_digest = image.manifest
         if manifest_digest is None:
             manifest = Manifest(MediaType.OCI_MANIFEST,
@@ -127,13 +155,25 @@ class ImageService:
         self._records.add(image.config, manifest_digest, tags)
         return Loaded(image.config, tuple(t.familiar for t in tags))
 
-    def _unpack(self, config: ImageConfig, layers: Sequence[Descriptor]) -> None:
+    def _unpack(self, config: ImageConfig, layers: Sequence[Descriptor], created: list[Digest]) -> None:
+        """Unpack the layers an image lacks, bottom up; `created` collects the ones this call made."""
         parent: Digest | None = None
         for chain_id, diff_id, layer in zip(config.chain_ids, config.diff_ids, layers, strict=True):
             if not self._layers.has(chain_id):
                 with self._blobs.open(layer.digest) as f:
-                    self._layers.unpack(chain_id, parent, f, diff_id)
+                    self._layers.unpack(chain_id, parent, f, None, diff_id)
+                created.append(chain_id)
             parent = chain_id
+
+    def _drop_layers(self, created: list[Digest]) -> None:
+        """Undo the unpacks of a failed operation, top down, sparing layers another image uses by now."""
+        in_use = self._chain_ids_in_use()
+        for chain_id in reversed(created):
+            if chain_id not in in_use:
+                try:
+                    self._layers.remove_layer(chain_id)
+                except (Conflict, NotFound):
+                    pass
 
     def import_rootfs(self, stream: BinaryIO, tag: Reference | None = None, changes: Sequence[str] = (),
                       message: str = "", source: str = "-", platform: Platform | None = None,
@@ -143,6 +183,7 @@ class ImageService:
         for line in changes:
             config = apply_change(config, line)
         plat = platform or Platform.host()
+        created: list[Digest] = []
         with self._blobs.lease() as lease:
             try:
                 with decompressed(stream) as plain:
@@ -153,7 +194,7 @@ class ImageService:
                                            variant=plat.variant,
                                            history=(History(now, "", "", message or f"Imported from {source}"),),
                                            comment=message)
-                self._unpack(image_config, [Descriptor(MediaType.OCI_LAYER, diff_id, info.size)])
+                self._unpack(image_config, [Descriptor(MediaType.OCI_LAYER, diff_id, info.size)], created)
                 image_id = self._blobs.put_bytes(image_config.to_bytes(), lease=lease)
                 manifest = Manifest(MediaType.OCI_MANIFEST,
                                     Descriptor(MediaType.OCI_CONFIG, image_id, self._blobs.size(image_id)),
@@ -163,6 +204,7 @@ class ImageService:
                 return image_id
             except BaseException:
                 lease.release()
+                self._drop_layers(created)
                 self.collect_garbage()
                 raise
 

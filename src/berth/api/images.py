@@ -1,0 +1,226 @@
+"""Image endpoints: list, inspect, history, tag, delete, load, get (save), create with fromSrc (import), prune."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar, cast
+
+from aiohttp import web
+
+from berth.api import images_json
+from berth.api.app import Router, engine_of, prepare_headers, request_version
+from berth.api.params import boolean, check_filters, filters
+from berth.api.streams import BodyReader, JsonLines, ResponseWriter
+from berth.errors import BerthError, InvalidArgument
+from berth.images.service import ImageView, Loaded
+from berth.oci.descriptor import Platform
+from berth.oci.reference import Reference
+
+T = TypeVar("T")
+
+
+async def _blocking(fn: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def _label_match(view: ImageView, wanted: list[str]) -> bool:
+    labels = view.config.config.labels
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    return True
+
+
+def _reference_match(view: ImageView, patterns: list[str]) -> bool:
+    for tag in view.record.tags:
+        ref = Reference.parse(tag)
+        for pattern in patterns:
+            name, _, want_tag = pattern.partition(":") if "/" not in pattern.rpartition(":")[2] else (pattern, "", "")
+            if fnmatch.fnmatchcase(ref.familiar_name, name) and (not want_tag or fnmatch.fnmatchcase(ref.tag,
+                                                                                                    want_tag)):
+                return True
+    return False
+
+
+async def list_images(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    given = filters(request)
+    check_filters(given, {"dangling", "label", "reference", "before", "since", "until"})
+    views = await _blocking(engine.images.list_images)
+    by_id = {str(v.record.id): v for v in views}
+
+    def created_of(name: str) -> float:
+        return engine.images.resolve(name).added
+
+    out = []
+    for view in views:
+        if "dangling" in given:
+            want = given["dangling"][0].lower() in ("true", "1")
+            if want != (not view.record.tags):
+                continue
+        if "label" in given and not _label_match(view, given["label"]):
+            continue
+        if "reference" in given and not _reference_match(view, given["reference"]):
+            continue
+        if "before" in given and not view.record.added < created_of(given["before"][0]):
+            continue
+        if "since" in given and not view.record.added > created_of(given["since"][0]):
+            continue
+        out.append(images_json.list_item(view, request_version(request)))
+    del by_id
+    return web.json_response(out)
+
+
+def _graph_data(dirs: list[Path]) -> dict[str, str]:
+    """overlay2's GraphDriver.Data: the top layer as UpperDir, the ones below as LowerDir."""
+    out = {"MergedDir": str(dirs[0].parent / "merged"), "UpperDir": str(dirs[0]),
+           "WorkDir": str(dirs[0].parent / "work")}
+    if len(dirs) > 1:
+        out = {"LowerDir": ":".join(str(d) for d in dirs[1:]), **out}
+    return out
+
+
+async def inspect_image(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    view = await _blocking(lambda: engine.images.inspect(request.match_info["name"]))
+    raw = engine.images.raw_config(view.record)
+    graph = _graph_data(engine.snapshots.lowerdirs(view.chain_ids[-1])) if view.chain_ids else {}
+    return web.json_response(images_json.inspect(view, raw, graph, request_version(request)))
+
+
+async def image_history(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    name = request.match_info["name"]
+    view = await _blocking(lambda: engine.images.inspect(name))
+    rows = await _blocking(lambda: engine.images.history(name))
+    return web.json_response(images_json.history(rows, view))
+
+
+async def tag_image(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    repo = request.query.get("repo", "")
+    tag = request.query.get("tag", "") or "latest"
+    if not repo:
+        raise InvalidArgument("repository name must be given: repo=<name>")
+    target = Reference.parse(f"{repo}:{tag}")
+    await _blocking(lambda: engine.images.tag(request.match_info["name"], target))
+    return web.Response(status=201)
+
+
+async def delete_image(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    events = await _blocking(lambda: engine.images.remove(request.match_info["name"], boolean(request, "force"),
+                                                          not boolean(request, "noprune")))
+    return web.json_response([{kind: value} for kind, value in events])
+
+
+async def _stream_tar(request: web.Request, names: list[str]) -> web.StreamResponse:
+    engine = engine_of(request)
+    if not names:
+        raise InvalidArgument("no image names given: names=<image>")
+    for name in names:  # resolve first: a missing image is a 404, not a broken stream
+        engine.images.resolve(name)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    prepare_headers(resp)
+    await resp.prepare(request)
+    writer = ResponseWriter(resp, asyncio.get_running_loop())
+
+    def run() -> None:
+        engine.images.save(names, cast(BinaryIO, writer))
+        writer.flush()
+
+    await _blocking(run)
+    await resp.write_eof()
+    return resp
+
+
+async def save_images(request: web.Request) -> web.StreamResponse:
+    return await _stream_tar(request, request.query.getall("names", []))
+
+
+async def save_image(request: web.Request) -> web.StreamResponse:
+    return await _stream_tar(request, [request.match_info["name"]])
+
+
+async def _json_stream(request: web.Request) -> tuple[web.StreamResponse, JsonLines]:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    prepare_headers(resp)
+    await resp.prepare(request)
+    return resp, JsonLines(resp, asyncio.get_running_loop())
+
+
+async def load_images(request: web.Request) -> web.StreamResponse:
+    engine = engine_of(request)
+    loop = asyncio.get_running_loop()
+    resp, lines = await _json_stream(request)
+    body = cast(BinaryIO, BodyReader(request, loop))
+
+    def report(loaded: Loaded) -> None:
+        for tag in loaded.tags or ():
+            lines.send({"stream": f"Loaded image: {tag}\n"})
+        if not loaded.tags:
+            lines.send({"stream": f"Loaded image ID: {loaded.image_id}\n"})
+
+    try:
+        await _blocking(lambda: engine.images.load(body, report))
+    except BerthError as exc:
+        await lines.error(str(exc))
+    await resp.write_eof()
+    return resp
+
+
+async def create_image(request: web.Request) -> web.StreamResponse:
+    engine = engine_of(request)
+    source = request.query.get("fromSrc")
+    if source is None:
+        raise InvalidArgument("berthd cannot pull yet (fromImage): load the image with 'berth load' or import a "
+                              "root filesystem with 'berth import'")
+    if source != "-":
+        raise InvalidArgument(f"importing from a URL ({source}) is not supported: download it and import the file")
+    repo = request.query.get("repo", "")
+    tag = Reference.parse(f"{repo}:{request.query.get('tag') or 'latest'}" if ":" not in repo.rpartition("/")[2]
+                          else repo) if repo else None
+    changes = request.query.getall("changes", [])
+    message = request.query.get("message", "")
+    platform_text = request.query.get("platform", "")
+    plat = Platform.parse(platform_text) if platform_text else None
+    loop = asyncio.get_running_loop()
+    body = cast(BinaryIO, BodyReader(request, loop))
+    resp, lines = await _json_stream(request)
+    try:
+        image_id = await _blocking(lambda: engine.images.import_rootfs(body, tag, changes, message, "-", plat))
+        await lines.asend({"status": str(image_id)})
+    except BerthError as exc:
+        await lines.error(str(exc))
+    await resp.write_eof()
+    return resp
+
+
+async def prune_images(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    given = filters(request)
+    check_filters(given, {"dangling", "label", "until"})
+    dangling = given.get("dangling", ["true"])[0].lower() in ("true", "1")
+
+    def keep(view: ImageView) -> bool:
+        return "label" in given and not _label_match(view, given["label"])
+
+    events, reclaimed = await _blocking(lambda: engine.images.prune(all_unused=not dangling, keep=keep))
+    return web.json_response({"ImagesDeleted": [{k: v} for k, v in events] or None, "SpaceReclaimed": reclaimed})
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/images/json", list_images)
+    router.add("GET", "/images/get", save_images)
+    router.add("POST", "/images/load", load_images)
+    router.add("POST", "/images/create", create_image)
+    router.add("POST", "/images/prune", prune_images)
+    router.add("GET", "/images/{name:.+}/json", inspect_image)
+    router.add("GET", "/images/{name:.+}/history", image_history)
+    router.add("GET", "/images/{name:.+}/get", save_image)
+    router.add("POST", "/images/{name:.+}/tag", tag_image)
+    router.add("DELETE", "/images/{name:.+}", delete_image)

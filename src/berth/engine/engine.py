@@ -1,0 +1,51 @@
+"""Engine: the one place that builds the real parts (stores, services) from a root directory (STYLE.md §12).
+
+Layout under root (DESIGN.md "On disk"): content/, images/, snapshots/, containers/, volumes/, networks/.
+Volatile state lives under exec_root (default /run/berth).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.content.store import BlobStore
+from berth.images.records import ImageRecords
+from berth.images.service import ImageService
+from berth.snapshots.store import Snapshotter
+from berth.util.atomic import write_atomic
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    root: Path = Path("/var/lib/berth")
+    exec_root: Path = Path("/run/berth")
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        root = config.root
+        root.mkdir(parents=True, exist_ok=True, mode=0o710)
+        os.chmod(root, 0o710)  # layer dirs hold setuid files: no other user may traverse (CVE-2021-41091)
+        config.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.blobs = BlobStore(root / "content")
+        self.snapshots = Snapshotter(root / "snapshots")
+        self.records = ImageRecords(root / "images", clock)
+        self.images = ImageService(self.blobs, self.snapshots, self.records, clock=clock)
+        self.id = self._engine_id(root)
+
+    @staticmethod
+    def _engine_id(root: Path) -> str:
+        path = root / "engine-id"
+        if not path.exists():
+            write_atomic(path, str(uuid.uuid4()).encode())
+        return path.read_text().strip()
+
+    def recover(self) -> list[str]:
+        """After a crash: drop temp leftovers. Returns what was cleaned, for the log."""
+        return self.snapshots.cleanup()
