@@ -8,9 +8,11 @@ Fixtures: `berthd` (one per test module). Import them: `from tests.berthd import
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -91,11 +93,31 @@ class PrivateBerthd:
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
         return docker(self.host, *args, input=input, check=check, env=env)
 
+    def api(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """One raw Engine API call over the socket; returns (status, body)."""
+        conn = _UnixHTTPConnection(str(self.socket_path))
+        try:
+            conn.request(method, path, body=body)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
     def berth(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         proc = subprocess.run([BERTH, "-H", self.host, *args], input=input, capture_output=True)
         if check and proc.returncode != 0:
             raise RuntimeError(f"berth {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
         return proc
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=600)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self._path)
 
 
 @pytest.fixture(scope="module")

@@ -156,3 +156,20 @@ def test_kill_9_during_a_load_leaves_no_half_image_and_the_load_then_succeeds(tm
         assert "crash:1" in _images(b)
         inspect = json.loads(b.docker("image", "inspect", "crash:1").stdout)[0]
         assert inspect["RootFS"]["Layers"] == [sha(layer) for layer in layers]
+
+
+def test_bootstrap_busybox_makes_a_runnable_base_image_offline(berthd: PrivateBerthd) -> None:  # noqa: F811
+    status, body = berthd.api("POST", "/v1.44/berth/images/bootstrap?base=busybox")
+    assert status == 200
+    lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+    assert not [x for x in lines if "error" in x], lines
+    image_id = next(x["aux"]["ID"] for x in lines if "aux" in x)
+    inspect = json.loads(berthd.docker("image", "inspect", "busybox:latest").stdout)[0]
+    assert inspect["Id"] == image_id and inspect["Config"]["Cmd"] == ["sh"]
+    assert inspect["Size"] > 500_000
+    # the same busybox gives the same layer (timestamps come from the binary)
+    status, body = berthd.api("POST", "/berth/images/bootstrap?base=busybox&tag=again:1")
+    again = json.loads(berthd.docker("image", "inspect", "again:1").stdout)[0]
+    assert again["RootFS"] == inspect["RootFS"]
+    status, body = berthd.api("POST", "/berth/images/bootstrap?base=alpine")
+    assert b"unknown base 'alpine'" in body

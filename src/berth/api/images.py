@@ -15,7 +15,7 @@ from berth.api.app import Router, engine_of, prepare_headers, request_version
 from berth.api.params import boolean, check_filters, filters
 from berth.api.streams import BodyReader, JsonLines, ResponseWriter
 from berth.errors import BerthError, InvalidArgument
-from berth.images.service import ImageView, Loaded
+from berth.images.service import ImageView, Loaded, bootstrap
 from berth.oci.descriptor import Platform
 from berth.oci.reference import Reference
 
@@ -200,6 +200,27 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def bootstrap_image(request: web.Request) -> web.StreamResponse:
+    """berth's extension: POST /berth/images/bootstrap?base=busybox|debian:bookworm[&tag=name:tag]."""
+    engine = engine_of(request)
+    base = request.query.get("base", "")
+    if not base:
+        raise InvalidArgument("which base? base=busybox or base=debian:bookworm")
+    tag_text = request.query.get("tag", "")
+    tag = Reference.parse(tag_text) if tag_text else None
+    resp, lines = await _json_stream(request)
+    try:
+        image_id = await _blocking(lambda: bootstrap(
+            engine.images, base, engine.config.root / "tmp", tag,
+            lambda text: lines.send({"status": text})))
+        await lines.asend({"aux": {"ID": str(image_id)}})
+        await lines.asend({"status": f"Bootstrapped {tag.familiar if tag else base}: {image_id}"})
+    except BerthError as exc:
+        await lines.error(str(exc))
+    await resp.write_eof()
+    return resp
+
+
 async def prune_images(request: web.Request) -> web.Response:
     engine = engine_of(request)
     given = filters(request)
@@ -219,6 +240,7 @@ def register(router: Router) -> None:
     router.add("POST", "/images/load", load_images)
     router.add("POST", "/images/create", create_image)
     router.add("POST", "/images/prune", prune_images)
+    router.add("POST", "/berth/images/bootstrap", bootstrap_image)
     router.add("GET", "/images/{name:.+}/json", inspect_image)
     router.add("GET", "/images/{name:.+}/history", image_history)
     router.add("GET", "/images/{name:.+}/get", save_image)

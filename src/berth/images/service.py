@@ -9,7 +9,9 @@ May import: berth.snapshots, berth.content, berth.oci, berth.util, berth.errors.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -427,3 +429,35 @@ def _single_reference(rec: ImageRecord) -> bool:
     single = tags[0] if tags else refs[0]
     canonical = {r.name for r in refs if r.digest is not None}
     return len(canonical) == 1 and single.name in canonical
+
+
+def bootstrap(service: ImageService, base: str, work: Path, tag: Reference | None,
+              progress: Callable[[str], None] = lambda _: None) -> Digest:
+    """`berth image bootstrap busybox|debian[:suite]`: a base image made offline from the host's own packages."""
+    from berth.images import bootstrap as roots
+    from berth.snapshots.diff import write_tree
+
+    name, _, suite = base.partition(":")
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=work))
+    try:
+        rootfs = tmp / "rootfs"
+        if name == "busybox" and not suite:
+            progress("building a busybox root filesystem from /bin/busybox")
+            spec = roots.busybox_rootfs(rootfs)
+        elif name == "debian":
+            progress(f"building a Debian {suite or 'bookworm'} root filesystem from this host's Debian mirror")
+            spec = roots.debian_rootfs(rootfs, suite or "bookworm")
+        else:
+            raise InvalidArgument(f"unknown base {base!r}: choose busybox or debian[:suite] (e.g. debian:bookworm)")
+        layer = tmp / "layer.tar"
+        progress("writing the layer")
+        with open(layer, "wb") as out:
+            write_tree(spec.path, out)
+        progress("importing the layer")
+        with open(layer, "rb") as f:
+            return service.import_rootfs(f, tag or Reference.parse(base if ":" in base else f"{base}:latest"),
+                                         message=spec.comment, source=f"berth image bootstrap {base}",
+                                         platform=spec.platform, base=spec.config)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
