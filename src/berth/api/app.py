@@ -4,9 +4,11 @@ errors as `{"message": ...}`.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -39,8 +41,13 @@ def engine_of(request: web.Request) -> Engine:
     return request.app[ENGINE_KEY]
 
 
+def json_response(value: Any, status: int = 200) -> web.Response:
+    """JSON exactly as dockerd labels it: the docker CLI parses error bodies only for "application/json"."""
+    return web.Response(body=json.dumps(value).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
+    return json_response({"message": message}, status=status)
 
 
 @web.middleware

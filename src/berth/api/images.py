@@ -11,10 +11,10 @@ from typing import BinaryIO, TypeVar, cast
 from aiohttp import web
 
 from berth.api import images_json
-from berth.api.app import Router, engine_of, prepare_headers, request_version
+from berth.api.app import Router, engine_of, json_response, prepare_headers, request_version
 from berth.api.params import boolean, check_filters, filters
 from berth.api.streams import BodyReader, JsonLines, ResponseWriter
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.images.service import ImageView, Loaded, bootstrap
 from berth.oci.descriptor import Platform
 from berth.oci.reference import Reference
@@ -72,7 +72,7 @@ async def list_images(request: web.Request) -> web.Response:
             continue
         out.append(images_json.list_item(view, request_version(request)))
     del by_id
-    return web.json_response(out)
+    return json_response(out)
 
 
 def _graph_data(dirs: list[Path]) -> dict[str, str]:
@@ -86,10 +86,14 @@ def _graph_data(dirs: list[Path]) -> dict[str, str]:
 
 async def inspect_image(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    view = await _blocking(lambda: engine.images.inspect(request.match_info["name"]))
+    name = request.match_info["name"]
+    try:
+        view = await _blocking(lambda: engine.images.inspect(name))
+    except NotFound as exc:  # dockerd's wording for this endpoint
+        raise NotFound(f"no such image: {name}: {exc}") from exc
     raw = engine.images.raw_config(view.record)
     graph = _graph_data(engine.snapshots.lowerdirs(view.chain_ids[-1])) if view.chain_ids else {}
-    return web.json_response(images_json.inspect(view, raw, graph, request_version(request)))
+    return json_response(images_json.inspect(view, raw, graph, request_version(request)))
 
 
 async def image_history(request: web.Request) -> web.Response:
@@ -97,7 +101,7 @@ async def image_history(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     view = await _blocking(lambda: engine.images.inspect(name))
     rows = await _blocking(lambda: engine.images.history(name))
-    return web.json_response(images_json.history(rows, view))
+    return json_response(images_json.history(rows, view))
 
 
 async def tag_image(request: web.Request) -> web.Response:
@@ -115,7 +119,7 @@ async def delete_image(request: web.Request) -> web.Response:
     engine = engine_of(request)
     events = await _blocking(lambda: engine.images.remove(request.match_info["name"], boolean(request, "force"),
                                                           not boolean(request, "noprune")))
-    return web.json_response([{kind: value} for kind, value in events])
+    return json_response([{kind: value} for kind, value in events])
 
 
 async def _stream_tar(request: web.Request, names: list[str]) -> web.StreamResponse:
@@ -231,7 +235,7 @@ async def prune_images(request: web.Request) -> web.Response:
         return "label" in given and not _label_match(view, given["label"])
 
     events, reclaimed = await _blocking(lambda: engine.images.prune(all_unused=not dangling, keep=keep))
-    return web.json_response({"ImagesDeleted": [{k: v} for k, v in events] or None, "SpaceReclaimed": reclaimed})
+    return json_response({"ImagesDeleted": [{k: v} for k, v in events] or None, "SpaceReclaimed": reclaimed})
 
 
 def register(router: Router) -> None:

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from berth.images.service import ImageView
-from berth.oci.config import History
+from berth.oci.config import History, rfc3339_to_unix
 from berth.oci.reference import Reference
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def unix_time(rfc3339: str) -> int:
-    """Docker's RFC 3339 timestamps carry nanoseconds; Python parses at most microseconds."""
-    if not rfc3339:
-        return 0
-    text = rfc3339.strip().replace("z", "Z")
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    head, dot, tail = text.partition(".")
-    if dot:
-        digits = "".join(c for c in tail if c.isdigit())
-        tail = digits[:6] + tail[len(digits):]
-        text = f"{head}.{tail}"
-    try:
-        return int(datetime.fromisoformat(text).timestamp())
-    except ValueError:
-        return 0
+    return rfc3339_to_unix(rfc3339)
 
 
 def container_config(raw: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import sys
 from aiohttp import web
 
 from berth import __version__
-from berth.api.app import API_VERSION, MIN_API_VERSION, Router, engine_of
+from berth.api.app import API_VERSION, MIN_API_VERSION, Router, engine_of, json_response
 
 
 def _ping_headers(resp: web.StreamResponse) -> None:
@@ -35,7 +35,7 @@ async def version(request: web.Request) -> web.Response:
     details = {"ApiVersion": API_VERSION, "Arch": _arch(), "BuildTime": "", "Experimental": "false",
                "GitCommit": "", "GoVersion": python, "KernelVersion": kernel, "MinAPIVersion": MIN_API_VERSION,
                "Os": "linux"}
-    return web.json_response({
+    return json_response({
         "Platform": {"Name": "berth"},
         "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
         "Version": __version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
@@ -69,7 +69,7 @@ def _os_name() -> str:
 async def info(request: web.Request) -> web.Response:
     engine = engine_of(request)
     images = len(engine.records.all())
-    return web.json_response({
+    return json_response({
         "ID": engine.id, "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
         "Images": images, "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"],

@@ -114,7 +114,9 @@ class ImageService:
         return self._blobs.read_bytes(record.id, 20 * 1024 * 1024)
 
     def list_images(self) -> list[ImageView]:
-        return [self.view(r) for r in sorted(self._records.all(), key=lambda r: r.added, reverse=True)]
+        """Newest first by the image's own creation time, as dockerd sorts them."""
+        views = [self.view(r) for r in self._records.all()]
+        return sorted(views, key=lambda v: (v.config.created_unix, v.record.added), reverse=True)
 
     # -- creating ---------------------------------------------------------------------------------------
 

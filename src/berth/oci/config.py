@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from berth.errors import InvalidArgument
@@ -222,3 +223,24 @@ class ImageConfig:
     @property
     def chain_ids(self) -> list[Digest]:
         return chain_ids(list(self.diff_ids))
+
+    @property
+    def created_unix(self) -> int:
+        return rfc3339_to_unix(self.created)
+
+
+def rfc3339_to_unix(text: str) -> int:
+    """Seconds since the epoch of an RFC 3339 time; Docker writes nanoseconds, Python parses microseconds."""
+    if not text:
+        return 0
+    value = text.strip().replace("z", "Z")
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    head, dot, tail = value.partition(".")
+    if dot:
+        digits = "".join(c for c in tail if c.isdigit())
+        value = f"{head}.{digits[:6]}{tail[len(digits):]}"
+    try:
+        return int(datetime.fromisoformat(value).timestamp())
+    except ValueError:
+        return 0
