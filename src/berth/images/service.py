@@ -159,6 +159,24 @@ class ImageService:
         self._records.add(image.config, manifest_digest, tags)
         return Loaded(image.config, tuple(t.familiar for t in tags))
 
+    def register_manifest(self, manifest_digest: Digest, tags: Sequence[Reference] = (),
+                          repo_digest: str | None = None) -> Digest:
+        """Make an image of a manifest whose config and layer blobs are all in the content store already (a pull):
+        unpack the layers it lacks, then record it. Returns the image id. Nothing is recorded if a step fails."""
+        manifest = Manifest.parse(self._blobs.read_bytes(manifest_digest))
+        config = ImageConfig.parse(self._blobs.read_bytes(manifest.config.digest, 20 * 1024 * 1024))
+        if len(config.diff_ids) != len(manifest.layers):
+            raise InvalidArgument(f"manifest {manifest_digest} has {len(manifest.layers)} layers but its config "
+                                  f"lists {len(config.diff_ids)} diff_ids")
+        created: list[Digest] = []
+        try:
+            self._unpack(config, manifest.layers, created)
+            self._records.add(manifest.config.digest, manifest_digest, list(tags), repo_digest=repo_digest)
+        except BaseException:
+            self._drop_layers(created)
+            raise
+        return manifest.config.digest
+
     def _unpack(self, config: ImageConfig, layers: Sequence[Descriptor], created: list[Digest]) -> None:
         """Unpack the layers an image lacks, bottom up; `created` collects the ones this call made."""
         parent: Digest | None = None
