@@ -2,7 +2,7 @@
 
 The engine and the per-container monitor call these in-process instead of exec'ing a runtime binary:
 
-    pid = create("web", Path("/run/berth/b/web"), Path("/run/berth/runtime"), stdio=(0, w, w))
+    pid = create("web", "/run/berth/b/web", "/run/berth/runtime", stdio=(0, w, w))
     start("web", root)                       # the init execs process.args
     status = wait(pid)                       # the caller is a child subreaper: the init is its child
     delete("web", root)
@@ -31,7 +31,6 @@ import os
 import select
 import signal
 import time
-from pathlib import Path
 
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci.record import field, record
@@ -40,12 +39,15 @@ from berth.runtime import init, launch
 from berth.runtime.cgroups import CgroupV1, CgroupV2, from_record, open_cgroup
 from berth.runtime.seccomp import compile_filter
 from berth.runtime.state import OCI_VERSION, ContainerState, StateStore, Status, process_start_time
+from berth.util.atomic import write_atomic
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
 
 
 if TYPE_CHECKING:
     import socket
+
+    StrPath = str | os.PathLike[str]  # paths may be str or Path; pathlib itself stays off the start path
     from typing import Any
 
 __all__ = ["ContainerReport", "create", "delete", "exec_process", "kill", "list_containers", "load_spec",
@@ -73,8 +75,8 @@ class ContainerReport:
         return out
 
 
-def load_spec(bundle: Path) -> Spec:
-    path = bundle / "config.json"
+def load_spec(bundle: StrPath) -> Spec:
+    path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             raw = json.load(f)
@@ -131,15 +133,15 @@ def _run_hooks(spec: Spec, kind: str, report: ContainerReport) -> None:
                                  f"{proc.stderr.decode(errors='replace').strip()}")
 
 
-def create(container_id: str, bundle: Path, state_root: Path, *, console_socket: str | socket.socket | None = None,
-           pid_file: Path | None = None, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0) -> int:
+def create(container_id: str, bundle: StrPath, state_root: StrPath, *, console_socket: str | socket.socket | None = None,
+           pid_file: StrPath | None = None, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0) -> int:
     """Create the container: namespaces, cgroup, rootfs; its init waits for `start`. Returns the init's pid.
 
     The calling process becomes a child subreaper (PR_SET_CHILD_SUBREAPER): the init is reparented to it.
     On any failure nothing is left: no cgroup, no state directory, no process.
     """
-    store = StateStore(str(state_root))
-    bundle = bundle.absolute()
+    store = StateStore(os.fspath(state_root))
+    bundle = os.path.abspath(bundle)
     spec = load_spec(bundle)
     if spec.process is not None and spec.process.terminal and console_socket is None:
         raise InvalidArgument("cannot allocate a tty without a console socket (process.terminal is true)")
@@ -196,10 +198,8 @@ def _open_cgroup(record: ContainerState) -> CgroupV1 | CgroupV2:
     return from_record(record.cgroup)
 
 
-def _write_pid_file(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(str(pid))
-    os.replace(tmp, path)
+def _write_pid_file(path: StrPath, pid: int) -> None:
+    write_atomic(os.path.abspath(path), str(pid).encode(), durable=False)
 
 
 def _kill_and_reap(pid: int) -> None:
@@ -256,9 +256,9 @@ def _saved_spec(store: StateStore, container_id: str) -> Spec:
         return Spec.from_json(json.load(f))
 
 
-def start(container_id: str, state_root: Path) -> None:
+def start(container_id: str, state_root: StrPath) -> None:
     """Let a created container's init exec its process."""
-    store = StateStore(str(state_root))
+    store = StateStore(os.fspath(state_root))
     record = store.load(container_id)
     status = _status(store, record)
     if status is not Status.CREATED:
@@ -280,13 +280,13 @@ def start(container_id: str, state_root: Path) -> None:
     _run_hooks(_saved_spec(store, container_id), "poststart", _report(store, record))
 
 
-def state(container_id: str, state_root: Path) -> ContainerReport:
-    store = StateStore(str(state_root))
+def state(container_id: str, state_root: StrPath) -> ContainerReport:
+    store = StateStore(os.fspath(state_root))
     return _report(store, store.load(container_id))
 
 
-def list_containers(state_root: Path) -> list[ContainerReport]:
-    store = StateStore(str(state_root))
+def list_containers(state_root: StrPath) -> list[ContainerReport]:
+    store = StateStore(os.fspath(state_root))
     out = []
     for cid in store.ids():
         try:
@@ -296,8 +296,8 @@ def list_containers(state_root: Path) -> list[ContainerReport]:
     return out
 
 
-def kill(container_id: str, state_root: Path, sig: int = signal.SIGTERM, *, all_processes: bool = False) -> None:
-    store = StateStore(str(state_root))
+def kill(container_id: str, state_root: StrPath, sig: int = signal.SIGTERM, *, all_processes: bool = False) -> None:
+    store = StateStore(os.fspath(state_root))
     record = store.load(container_id)
     status = _status(store, record)
     if status is Status.STOPPED:
@@ -315,9 +315,9 @@ def kill(container_id: str, state_root: Path, sig: int = signal.SIGTERM, *, all_
         raise Conflict(f"container {container_id} is not running") from exc
 
 
-def delete(container_id: str, state_root: Path, *, force: bool = False) -> None:
+def delete(container_id: str, state_root: StrPath, *, force: bool = False) -> None:
     """Remove a stopped (or created) container: its processes, cgroup and state. A running one needs force."""
-    store = StateStore(str(state_root))
+    store = StateStore(os.fspath(state_root))
     record = store.load(container_id)
     status = _status(store, record)
     if status in (Status.RUNNING, Status.PAUSED) and not force:
@@ -343,8 +343,8 @@ def delete(container_id: str, state_root: Path, *, force: bool = False) -> None:
             pass  # the spec says poststop failures are only logged; the container is gone either way
 
 
-def pause(container_id: str, state_root: Path) -> None:
-    store = StateStore(str(state_root))
+def pause(container_id: str, state_root: StrPath) -> None:
+    store = StateStore(os.fspath(state_root))
     record = store.load(container_id)
     status = _status(store, record)
     if status is not Status.RUNNING:
@@ -352,8 +352,8 @@ def pause(container_id: str, state_root: Path) -> None:
     _open_cgroup(record).set_frozen(True)
 
 
-def resume(container_id: str, state_root: Path) -> None:
-    store = StateStore(str(state_root))
+def resume(container_id: str, state_root: StrPath) -> None:
+    store = StateStore(os.fspath(state_root))
     record = store.load(container_id)
     status = _status(store, record)
     if status is not Status.PAUSED:
@@ -361,23 +361,23 @@ def resume(container_id: str, state_root: Path) -> None:
     _open_cgroup(record).set_frozen(False)
 
 
-def processes(container_id: str, state_root: Path) -> list[int]:
-    store = StateStore(str(state_root))
+def processes(container_id: str, state_root: StrPath) -> list[int]:
+    store = StateStore(os.fspath(state_root))
     return _open_cgroup(store.load(container_id)).pids()
 
 
-def oom_killed(container_id: str, state_root: Path) -> bool:
-    store = StateStore(str(state_root))
+def oom_killed(container_id: str, state_root: StrPath) -> bool:
+    store = StateStore(os.fspath(state_root))
     return _open_cgroup(store.load(container_id)).oom_kills() > 0
 
 
-def exec_process(container_id: str, state_root: Path, process: Process, *,
+def exec_process(container_id: str, state_root: StrPath, process: Process, *,
                  console_socket: str | socket.socket | None = None,
-                 pid_file: Path | None = None, stdio: tuple[int, int, int] | None = None,
+                 pid_file: StrPath | None = None, stdio: tuple[int, int, int] | None = None,
                  preserve_fds: int = 0) -> int:
     """Run another process in a running container: its namespaces, cgroup, seccomp filter and the capabilities,
     user and rlimits of `process`. Returns its host pid (the caller is its subreaper)."""
-    store = StateStore(str(state_root))
+    store = StateStore(os.fspath(state_root))
     record = store.load(container_id)
     status = _status(store, record)
     if status not in (Status.RUNNING, Status.CREATED):

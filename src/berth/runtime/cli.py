@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 # A short-lived process that allocates little: the cyclic GC would only run during the imports below.
 gc.disable()
@@ -158,7 +157,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     try:
         opts = _parse(args, _FLAGS[command], command)
-        return commands.dispatch(command, opts, Path(root))
+        return commands.dispatch(command, opts, root)
     except BerthError as exc:
         logger.error(str(exc))
         return 1

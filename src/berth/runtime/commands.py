@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.oci.record import replace
@@ -54,24 +53,24 @@ def _one_id(opts: Opts, command: str) -> str:
     return check_id(opts.args[0])
 
 
-def _bundle(opts: Opts) -> Path:
-    return Path(opts.get("bundle") or os.getcwd())
+def _bundle(opts: Opts) -> str:
+    return os.path.abspath(opts.get("bundle") or os.getcwd())
 
 
-def _pid_file(opts: Opts) -> Path | None:
+def _pid_file(opts: Opts) -> str | None:
     value = opts.get("pid-file")
-    return Path(value).absolute() if value else None
+    return os.path.abspath(value) if value else None
 
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
-def dispatch(command: str, opts: Opts, root: Path) -> int:
+def dispatch(command: str, opts: Opts, root: str) -> int:
     return int(_COMMANDS[command](opts, root))
 
 
-def cmd_create(opts: Opts, root: Path) -> int:
+def cmd_create(opts: Opts, root: str) -> int:
     api.create(_one_id(opts, "create"), _bundle(opts), root, console_socket=opts.get("console-socket"),
                pid_file=_pid_file(opts), preserve_fds=int(opts.get("preserve-fds") or 0))
     return 0
@@ -137,7 +136,7 @@ def _receive_master(sock: socket.socket) -> int:
     return fds[0]
 
 
-def cmd_run(opts: Opts, root: Path) -> int:
+def cmd_run(opts: Opts, root: str) -> int:
     cid = _one_id(opts, "run")
     bundle = _bundle(opts)
     detach = opts.flag("detach")
@@ -167,17 +166,17 @@ def cmd_run(opts: Opts, root: Path) -> int:
     return code
 
 
-def cmd_start(opts: Opts, root: Path) -> int:
+def cmd_start(opts: Opts, root: str) -> int:
     api.start(_one_id(opts, "start"), root)
     return 0
 
 
-def cmd_state(opts: Opts, root: Path) -> int:
+def cmd_state(opts: Opts, root: str) -> int:
     _print_json(api.state(_one_id(opts, "state"), root).to_json())
     return 0
 
 
-def cmd_kill(opts: Opts, root: Path) -> int:
+def cmd_kill(opts: Opts, root: str) -> int:
     if len(opts.args) not in (1, 2):
         raise InvalidArgument('"kill" requires the container id and optionally a signal')
     sig = parse_signal(opts.args[1]) if len(opts.args) == 2 else int(signal.SIGTERM)
@@ -185,7 +184,7 @@ def cmd_kill(opts: Opts, root: Path) -> int:
     return 0
 
 
-def cmd_delete(opts: Opts, root: Path) -> int:
+def cmd_delete(opts: Opts, root: str) -> int:
     cid = _one_id(opts, "delete")
     try:
         api.delete(cid, root, force=opts.flag("force"))
@@ -195,17 +194,17 @@ def cmd_delete(opts: Opts, root: Path) -> int:
     return 0
 
 
-def cmd_pause(opts: Opts, root: Path) -> int:
+def cmd_pause(opts: Opts, root: str) -> int:
     api.pause(_one_id(opts, "pause"), root)
     return 0
 
 
-def cmd_resume(opts: Opts, root: Path) -> int:
+def cmd_resume(opts: Opts, root: str) -> int:
     api.resume(_one_id(opts, "resume"), root)
     return 0
 
 
-def cmd_ps(opts: Opts, root: Path) -> int:
+def cmd_ps(opts: Opts, root: str) -> int:
     if not opts.args:
         raise InvalidArgument('"ps" requires the container id')
     cid, ps_args = check_id(opts.args[0]), opts.args[1:] or ["-ef"]
@@ -229,7 +228,7 @@ def cmd_ps(opts: Opts, root: Path) -> int:
     return 0
 
 
-def cmd_list(opts: Opts, root: Path) -> int:
+def cmd_list(opts: Opts, root: str) -> int:
     reports = api.list_containers(root)
     if opts.flag("quiet"):
         for r in reports:
@@ -246,13 +245,12 @@ def cmd_list(opts: Opts, root: Path) -> int:
     return 0
 
 
-def cmd_exec(opts: Opts, root: Path) -> int:
+def cmd_exec(opts: Opts, root: str) -> int:
     if not opts.args:
         raise InvalidArgument('"exec" requires the container id and a command (or --process)')
     cid = check_id(opts.args[0])
-    record_dir = root / cid
     try:
-        with open(record_dir / "config.json", "rb") as f:
+        with open(os.path.join(root, cid, "config.json"), "rb") as f:
             spec = Spec.from_json(json.load(f))
     except FileNotFoundError as exc:
         raise NotFound(f"container {cid} does not exist") from exc
@@ -341,11 +339,12 @@ def default_spec() -> dict[str, Any]:
     }
 
 
-def cmd_spec(opts: Opts, root: Path) -> int:
-    target = _bundle(opts) / "config.json"
-    if target.exists():
+def cmd_spec(opts: Opts, root: str) -> int:
+    target = os.path.join(_bundle(opts), "config.json")
+    if os.path.exists(target):
         raise Conflict(f"File {target} exists. Remove it first")
-    target.write_text(json.dumps(default_spec(), indent=2) + "\n")
+    with open(target, "w") as f:
+        f.write(json.dumps(default_spec(), indent=2) + "\n")
     return 0
 
 

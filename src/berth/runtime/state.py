@@ -12,7 +12,6 @@ import json
 import os
 import re
 from enum import StrEnum
-from pathlib import Path
 
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.oci.record import field, record
@@ -97,7 +96,7 @@ class StateStore:
         return d
 
     def save(self, state: ContainerState) -> None:
-        write_atomic(Path(self.dir(state.id), "state.json"),
+        write_atomic(os.path.join(self.dir(state.id), "state.json"),
                      json.dumps(state.to_json()).encode(), durable=False)
 
     def load(self, container_id: str) -> ContainerState:

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing (or pathlib) costs milliseconds per container start
 if TYPE_CHECKING:
     from typing import Any
 
+    StrPath = str | os.PathLike[str]
 
-def fsync_dir(path: Path) -> None:
+
+def fsync_dir(path: StrPath) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -22,9 +23,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+def write_atomic(path: StrPath, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write data to a temp file beside path, fsync it, then rename it over path."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
+    directory, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{id(data):x}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
@@ -35,18 +37,21 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     os.close(fd)
     os.replace(tmp, path)
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(directory or ".")
 
 
-def write_json_atomic(path: Path, value: Any, mode: int = 0o644, durable: bool = True) -> None:
+def write_json_atomic(path: StrPath, value: Any, mode: int = 0o644, durable: bool = True) -> None:
     write_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode() + b"\n", mode, durable)
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: StrPath) -> Any:
     with open(path, "rb") as f:
         return json.load(f)
