@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# berth's main job on a fresh Debian 12 machine, as root: install everything, start berthd, make a base image
+# offline (from the host's busybox-static), and run a container from it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export PATH="$PWD/.venv/bin:$PATH"
+ROOT=${BERTH_ROOT:-/var/lib/berth}
+SOCK=${BERTH_SOCK:-/run/berth/berth.sock}
+export BERTH_HOST="unix://$SOCK"
+
+if ! berth version >/dev/null 2>&1; then
+    echo "== starting berthd (root $ROOT, socket $SOCK)"
+    mkdir -p /var/log
+    nohup berthd --host "unix://$SOCK" --root "$ROOT" >>/var/log/berthd.log 2>&1 &
+    for _ in $(seq 100); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+berth version
+
+echo "== making a base image offline from /bin/busybox"
+berth image bootstrap busybox
+berth images
+
+echo "== running a container from it"
+bash scripts/run-busybox.sh "$ROOT" busybox:latest echo "hello from a berth container"
