@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.errors import NotFound, Unavailable
+from berth.errors import NotFound, RuntimeFailure, Unavailable
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.diff import write_diff
 from berth.snapshots.store import Snapshotter
@@ -204,3 +204,12 @@ def test_a_committed_container_snapshot_is_the_layer_its_diff_would_unpack_to(
     store.prepare("again", c0)
     again = store.commit("again", written)
     assert again == info and store.check() == []
+
+
+def test_mount_and_unmount_failures_are_berth_errors(store: Snapshotter, tmp_path: Path) -> None:
+    store.prepare("c", None)
+    with pytest.raises(RuntimeFailure, match="cannot mount snapshot 'c'"):
+        store.mount("c", tmp_path / "missing-target")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(NotFound, match="nothing is mounted"):
+        store.unmount(tmp_path / "plain")

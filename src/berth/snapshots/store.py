@@ -21,6 +21,7 @@ May import: berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from berth.errors import Conflict, Corrupt, DigestMismatch, InvalidArgument, NotFound
+from berth.errors import Conflict, Corrupt, DigestMismatch, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.apply import DEFAULT_LIMITS, ApplyResult, Limits, apply_layer
 from berth.snapshots.diff import LayerWritten
@@ -244,10 +245,20 @@ class Snapshotter:
 
     def mount(self, key: str, target: Path) -> None:
         for m in self.mounts(key):
-            apply_mount(m, target)
+            try:
+                apply_mount(m, target)
+            except OSError as exc:
+                raise RuntimeFailure(f"cannot mount snapshot {key!r} at {target}: {exc}") from exc
 
     def unmount(self, target: Path) -> None:
-        unmount(target)
+        try:
+            unmount(target)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise NotFound(f"nothing is mounted at {target}") from exc
+            if exc.errno == errno.EBUSY:
+                raise Conflict(f"{target} is busy; stop what uses it, then unmount") from exc
+            raise RuntimeFailure(f"cannot unmount {target}: {exc}") from exc
 
     def commit(self, key: str, layer: LayerWritten) -> LayerInfo:
         """Turn container snapshot key (unmounted) into a layer, without unpacking anything.
