@@ -434,3 +434,34 @@ def test_unreachable_daemon_fails_like_docker(tmp_path: Path) -> None:
     d = docker(host, "images", check=False)
     b = berth(host, "images")
     assert (b.returncode, _berth_err(b.stderr)) == (d.returncode, _docker_err(d.stderr))
+
+
+@pytest.mark.parametrize("target", ["/nonexistent/x.tar", "/tmp", "/etc/passwd/x", "/dev/null"])
+def test_save_refuses_the_output_paths_docker_refuses(seeded_daemon: Daemon, target: str) -> None:
+    assert_same(seeded_daemon.host, "save", "-o", target, "busybox")
+
+
+def test_save_replaces_an_existing_file_atomically(seeded_daemon: Daemon, tmp_path: Path) -> None:
+    target = tmp_path / "old.tar"
+    target.write_bytes(b"previous content")
+    b = berth(seeded_daemon.host, "save", "-o", str(target), "busybox")
+    assert b.returncode == 0, b.stderr
+    assert "manifest.json" in _members(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["old.tar"]  # no temp file left beside it
+
+
+def test_load_refuses_a_terminal_on_stdin(seeded_daemon: Daemon) -> None:
+    from tests.peers import DOCKER_CLI, _empty_docker_config
+
+    results = []
+    for cmd in ([DOCKER_CLI, "-H", seeded_daemon.host, "load"],
+                [sys.executable, "-m", "berth.cli.main", "-H", seeded_daemon.host, "load"]):
+        leader, follower = pty.openpty()
+        try:
+            proc = subprocess.run(cmd, stdin=follower, capture_output=True, timeout=30,
+                                  env={**os.environ, "DOCKER_CONFIG": _empty_docker_config()})
+        finally:
+            os.close(follower)
+            os.close(leader)
+        results.append((proc.returncode, proc.stderr.decode()))
+    assert results[0] == results[1] == (1, "requested load from stdin, but stdin is empty\n")

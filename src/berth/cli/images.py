@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -321,10 +322,11 @@ def run_save(ctx: Ctx, a: argparse.Namespace) -> int:
         return 0
     import tempfile
 
-    target = Path(a.output)
+    target = Path(os.path.abspath(a.output))
+    check_output_path(a.output)
     # Write beside the target and rename: a failed save leaves no half tar (and no file at all), as docker.
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}", dir=target.parent)
     except OSError as exc:
         raise InvalidArgument(f"failed to save image: {exc.strerror}: {target}") from exc
     tmp = Path(tmp_name)
@@ -338,6 +340,43 @@ def run_save(ctx: Ctx, a: argparse.Namespace) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return 0
+
+
+_REFUSED_KINDS = [
+    (stat.S_ISDIR, "cannot write to a directory"), (stat.S_ISLNK, "cannot write to a symbolic link directly"),
+    (stat.S_ISFIFO, "cannot write to a named pipe (FIFO)"), (stat.S_ISSOCK, "cannot write to a socket"),
+    (stat.S_ISCHR, "cannot write to a character device file"), (stat.S_ISBLK, "cannot write to a block device file"),
+]
+
+
+def check_output_path(name: str) -> None:
+    """docker's rules for `save -o`: the directory must exist; the target, if present, must be a plain file."""
+    if not name:
+        raise InvalidArgument("failed to save image: file name is empty")
+    parent = os.path.dirname(name)
+    if parent not in ("", ".", ".."):
+        try:
+            st = os.stat(parent)
+        except OSError as exc:
+            raise InvalidArgument(f"failed to save image: invalid output path: stat {parent}: "
+                                  f"{(exc.strerror or '').lower()}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"failed to save image: invalid output path: stat {parent}: not a directory")
+    try:
+        st = os.lstat(name)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidArgument(f"failed to save image: failed to stat output path: {exc.strerror}") from exc
+    for test, message in _REFUSED_KINDS:
+        if test(st.st_mode):
+            raise InvalidArgument(f"failed to save image: {message}")
+    if st.st_mode & stat.S_ISUID:
+        raise InvalidArgument("failed to save image: cannot write to a setuid file")
+    if st.st_mode & stat.S_ISGID:
+        raise InvalidArgument("failed to save image: cannot write to a setgid file")
+    if st.st_mode & stat.S_ISVTX:
+        raise InvalidArgument("failed to save image: cannot write to a sticky bit file")
 
 
 def _open_input(path: str) -> Any:
