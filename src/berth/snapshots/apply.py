@@ -189,7 +189,7 @@ class _Applier:
             if comp.startswith(WHITEOUT_META):
                 return                           # inside AUFS metadata (.wh..wh.plnk/...): not content
             if comp.startswith(WHITEOUT):
-                raise Corrupt(f"layer {self._label}: invalid whiteout {info.name!r} (a directory of it)")
+                raise Corrupt(f"layer {self._label}: invalid whiteout in {info.name!r} (a whiteout has no children)")
         base = parts[-1]
         if base.startswith(WHITEOUT):
             self._whiteout(parts, info)

@@ -5,6 +5,7 @@ bytes in chunks of about 1 MiB, hashes every byte as it passes (the diff_id cove
 stream, trailing zero blocks and padding included), counts them against a size limit, and
 offers the forward-only file interface that tarfile's header parser needs (read, tell, seek).
 File data never goes through `read`: `copy_to` writes the buffered chunks straight to an fd.
+Reading, decompressing and hashing run a few chunks ahead in a helper thread (`_Pump`).
 
 May import: berth.oci, berth.util, berth.errors, and zstandard.
 """
