@@ -112,7 +112,13 @@ class PrivateDockerd:
     def start(self) -> PrivateDockerd:
         for tool in (DOCKERD, DOCKER_CLI):
             if not os.access(tool, os.X_OK):
+                self.stop()
                 raise PeerError(f"{tool} is not installed (apt-get install docker.io)")
+        longest = self.exec_root / "containerd" / "containerd-debug.sock"
+        if len(str(longest)) > 104:  # containerd refuses longer unix socket paths
+            self.stop()
+            raise PeerError(f"{self.root} is too deep for containerd's sockets ({longest} is over 104 bytes); "
+                            "use a shorter base_dir")
         try:
             subprocess.run(["ip", "netns", "add", self.netns], check=True, capture_output=True)
             self._netns_made = True
