@@ -302,3 +302,31 @@ def test_the_v2_device_filter_is_enforced(tmp_path: Path) -> None:
     finally:
         cg.destroy()
         linux.umount(str(mnt))
+
+
+# --- jsonio (JSON without the json package on the start path) ---
+
+
+@pytest.mark.parametrize("text", ['{"a": [1, 2.5, true, null, "\\u00e9x"], "b": {}}', "  [] \n", '"s"', "-1e3",
+                                  '{"nested": {"deep": [[[]]]}}'])
+def test_jsonio_reads_what_json_reads(text: str) -> None:
+    from berth.runtime import jsonio
+
+    assert jsonio.loads(text) == json.loads(text) == jsonio.loads(text.encode())
+    value = json.loads(text)
+    assert json.loads(jsonio.dumps(value)) == value
+
+
+@pytest.mark.parametrize("text", ["{not json", "[] x", "", "   ", '{"a": 1,}', "[1, 2"])
+def test_jsonio_rejects_what_json_rejects(text: str) -> None:
+    from berth.runtime import jsonio
+
+    with pytest.raises(ValueError):
+        jsonio.loads(text)
+
+
+def test_jsonio_refuses_what_it_cannot_encode() -> None:
+    from berth.runtime import jsonio
+
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        jsonio.dumps({"a": object()})

@@ -26,7 +26,6 @@ May import: berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -35,7 +34,7 @@ import time
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci.record import field, record
 from berth.oci.spec import Process, Spec
-from berth.runtime import init, launch
+from berth.runtime import init, jsonio, launch
 from berth.runtime.cgroups import CgroupV1, CgroupV2, from_record, open_cgroup
 from berth.runtime.seccomp import compile_filter
 from berth.runtime.state import OCI_VERSION, ContainerState, StateStore, Status, process_start_time
@@ -79,7 +78,7 @@ def load_spec(bundle: StrPath) -> Spec:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            raw = json.load(f)
+            raw = jsonio.loads(f.read())
     except FileNotFoundError as exc:
         raise NotFound(f"bundle {bundle}: config.json does not exist") from exc
     except (ValueError, UnicodeDecodeError) as exc:
@@ -120,7 +119,7 @@ def _run_hooks(spec: Spec, kind: str, report: ContainerReport) -> None:
         return
     import subprocess  # only bundles with hooks pay for it; runs in the runtime's own process, never the init
 
-    payload = json.dumps(report.to_json()).encode()
+    payload = jsonio.dumps(report.to_json()).encode()
     for hook in hooks:
         env = dict(e.split("=", 1) for e in hook.env if "=" in e)
         try:
@@ -168,7 +167,7 @@ def create(container_id: str, bundle: StrPath, state_root: StrPath, *, console_s
             record = ContainerState(container_id, pid, start_time, str(bundle), plan.rootfs, _now(),
                                     cgroup.to_record(), dict(spec.annotations))
             with open(os.path.join(state_dir, "config.json"), "w") as f:
-                json.dump(spec.to_json(), f)
+                f.write(jsonio.dumps(spec.to_json()))
             store.save(record)
             report = _report(store, record)
             _run_hooks(spec, "createRuntime", report)
@@ -253,7 +252,7 @@ def _report(store: StateStore, record: ContainerState) -> ContainerReport:
 
 def _saved_spec(store: StateStore, container_id: str) -> Spec:
     with open(os.path.join(store.dir(container_id), "config.json"), "rb") as f:
-        return Spec.from_json(json.load(f))
+        return Spec.from_json(jsonio.loads(f.read()))
 
 
 def start(container_id: str, state_root: StrPath) -> None:

@@ -10,7 +10,6 @@ May import: berth.oci, berth.util, berth.errors.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 import time
@@ -96,6 +95,8 @@ class Logger:
         sys.stderr.write(f"berth-runtime: {message}\n")
         if self.path:
             if self.fmt == "json":
+                import json  # error path only: `json` imports `re`, which the start path avoids
+
                 line = json.dumps({"level": "error", "msg": message,
                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             else:

@@ -5,7 +5,6 @@ May import: berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -13,7 +12,7 @@ import sys
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.oci.record import replace
 from berth.oci.spec import Capabilities, Process, Spec, User
-from berth.runtime import api
+from berth.runtime import api, jsonio
 from berth.runtime.state import check_id
 from berth.runtime.users import resolve_user
 
@@ -63,6 +62,8 @@ def _pid_file(opts: Opts) -> str | None:
 
 
 def _print_json(value: Any) -> None:
+    import json  # output of state/list/ps: the json package for its indentation; not on the start path
+
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
@@ -251,7 +252,7 @@ def cmd_exec(opts: Opts, root: str) -> int:
     cid = check_id(opts.args[0])
     try:
         with open(os.path.join(root, cid, "config.json"), "rb") as f:
-            spec = Spec.from_json(json.load(f))
+            spec = Spec.from_json(jsonio.loads(f.read()))
     except FileNotFoundError as exc:
         raise NotFound(f"container {cid} does not exist") from exc
     process = _exec_process(opts, spec, api.state(cid, root).rootfs)
@@ -278,7 +279,7 @@ def _exec_process(opts: Opts, spec: Spec, rootfs: str) -> Process:
     if path:
         try:
             with open(path, "rb") as f:
-                return Process.from_json(json.load(f))
+                return Process.from_json(jsonio.loads(f.read()))
         except (OSError, ValueError) as exc:
             raise InvalidArgument(f"--process {path}: {exc}") from exc
     if len(opts.args) < 2:
@@ -344,6 +345,8 @@ def cmd_spec(opts: Opts, root: str) -> int:
     if os.path.exists(target):
         raise Conflict(f"File {target} exists. Remove it first")
     with open(target, "w") as f:
+        import json
+
         f.write(json.dumps(default_spec(), indent=2) + "\n")
     return 0
 

@@ -9,7 +9,6 @@ could need an import). May import: berth.oci, berth.errors.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 from collections.abc import Iterable
 
@@ -33,6 +32,8 @@ _SCMP_ARCH = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64", "arm": 
 
 def load_default_profile() -> dict[str, Any]:
     """Docker's default seccomp profile (moby/profiles seccomp/default.json), as shipped with berth."""
+    import json  # the engine's spec building only, never the container start
+
     with open(_PROFILE_PATH, "rb") as f:
         profile: dict[str, Any] = json.load(f)
     return profile

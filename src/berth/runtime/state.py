@@ -8,13 +8,12 @@ May import: berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from enum import StrEnum
 
 from berth.errors import Conflict, InvalidArgument, NotFound
 from berth.oci.record import field, record
+from berth.runtime import jsonio
 from berth.util.atomic import write_atomic
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds on every container start
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-_ID = re.compile(r"^[\w+\-.]+$")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 OCI_VERSION = "1.0.2"
 
 
@@ -35,7 +34,7 @@ class Status(StrEnum):
 
 
 def check_id(container_id: str) -> str:
-    if not container_id or not _ID.match(container_id) or container_id in (".", "..") or len(container_id) > 1024:
+    if not container_id or not _ID_CHARS.issuperset(container_id) or container_id in (".", "..") or len(container_id) > 1024:
         raise InvalidArgument(f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-', '.'")
     return container_id
 
@@ -97,13 +96,13 @@ class StateStore:
 
     def save(self, state: ContainerState) -> None:
         write_atomic(os.path.join(self.dir(state.id), "state.json"),
-                     json.dumps(state.to_json()).encode(), durable=False)
+                     jsonio.dumps(state.to_json()).encode(), durable=False)
 
     def load(self, container_id: str) -> ContainerState:
         path = os.path.join(self.dir(container_id), "state.json")
         try:
             with open(path, "rb") as f:
-                return ContainerState.from_json(json.load(f))
+                return ContainerState.from_json(jsonio.loads(f.read()))
         except FileNotFoundError as exc:
             raise NotFound(f"container {container_id} does not exist") from exc
         except (ValueError, KeyError, TypeError) as exc:

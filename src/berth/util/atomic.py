@@ -5,7 +5,6 @@ May import: berth.errors.
 
 from __future__ import annotations
 
-import json
 import os
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing (or pathlib) costs milliseconds per container start
@@ -49,9 +48,13 @@ def write_atomic(path: StrPath, data: bytes, mode: int = 0o644, durable: bool = 
 
 
 def write_json_atomic(path: StrPath, value: Any, mode: int = 0o644, durable: bool = True) -> None:
+    import json  # here, not at the top: `json` imports `re`, and berth-runtime's start path avoids both
+
     write_atomic(path, json.dumps(value, indent=1, sort_keys=True).encode() + b"\n", mode, durable)
 
 
 def read_json(path: StrPath) -> Any:
+    import json
+
     with open(path, "rb") as f:
         return json.load(f)
