@@ -465,3 +465,24 @@ def test_load_refuses_a_terminal_on_stdin(seeded_daemon: Daemon) -> None:
             os.close(leader)
         results.append((proc.returncode, proc.stderr.decode()))
     assert results[0] == results[1] == (1, "requested load from stdin, but stdin is empty\n")
+
+
+def _server_section(text: str) -> list[str]:
+    lines = text.split("\n")
+    body = lines[lines.index("Server:"):]
+    # docker lists runtimes in Go map order (random): compare them as a set
+    return [(" Runtimes: " + " ".join(sorted(x.split()[1:]))) if x.startswith(" Runtimes:") else x for x in body]
+
+
+def test_info_server_section_equals_dockers(seeded_daemon: Daemon) -> None:
+    d = docker(seeded_daemon.host, "info", check=False)
+    b = berth(seeded_daemon.host, "info")
+    assert b.returncode == d.returncode == 0
+    assert _server_section(b.stdout.decode()) == _server_section(d.stdout.decode())
+    assert b.stderr == d.stderr
+
+
+def test_version_server_section_equals_dockers(seeded_daemon: Daemon) -> None:
+    d = docker(seeded_daemon.host, "version").stdout.decode()
+    b = berth(seeded_daemon.host, "version").stdout.decode()
+    assert b[b.index("\nServer:"):] == d[d.index("\nServer:"):]

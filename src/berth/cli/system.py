@@ -136,36 +136,111 @@ def run_info(ctx: Ctx, a: argparse.Namespace) -> int:
     ci = _client_info(ctx, ctx.client.api_version)
     out = ["Client:", f" Version:    {ci['Version']}", f" Context:    {ci['Context']}", " Debug Mode: false", "",
            "Server:"]
-    g = info.get
-    out += [f" Containers: {g('Containers', 0)}", f"  Running: {g('ContainersRunning', 0)}",
-            f"  Paused: {g('ContainersPaused', 0)}", f"  Stopped: {g('ContainersStopped', 0)}",
-            f" Images: {g('Images', 0)}", f" Server Version: {g('ServerVersion', '')}",
-            f" Storage Driver: {g('Driver', '')}"]
-    for pair in g("DriverStatus") or []:
-        if isinstance(pair, list) and len(pair) == 2:
-            out.append(f"  {pair[0]}: {pair[1]}")
-    out += [f" Logging Driver: {g('LoggingDriver', '')}", f" Cgroup Driver: {g('CgroupDriver', '')}",
-            f" Cgroup Version: {g('CgroupVersion', '')}"]
-    plugins = g("Plugins") or {}
-    if plugins:
-        out.append(" Plugins:")
-        for kind in ("Volume", "Network", "Log"):
-            if plugins.get(kind):
-                out.append(f"  {kind}: {' '.join(plugins[kind])}")
-    runtimes = g("Runtimes") or {}
-    if runtimes:
-        out.append(f" Runtimes: {' '.join(sorted(runtimes))}")
-    out += [f" Default Runtime: {g('DefaultRuntime', '')}", f" Kernel Version: {g('KernelVersion', '')}",
-            f" Operating System: {g('OperatingSystem', '')}", f" OSType: {g('OSType', '')}",
-            f" Architecture: {g('Architecture', '')}", f" CPUs: {g('NCPU', 0)}",
-            f" Total Memory: {_binary_size(int(g('MemTotal') or 0))}", f" Name: {g('Name', '')}",
-            f" ID: {g('ID', '')}", f" Docker Root Dir: {g('DockerRootDir', '')}",
-            f" Debug Mode: {str(bool(g('Debug'))).lower()}", f" Experimental: {str(bool(g('ExperimentalBuild'))).lower()}",
-            f" Live Restore Enabled: {str(bool(g('LiveRestoreEnabled'))).lower()}"]
-    ctx.out.write("\n".join(out) + "\n")
-    for w in g("Warnings") or []:
+    out += server_info_lines(info)
+    ctx.out.write("\n".join(out) + "\n\n")
+    for w in info.get("Warnings") or []:
         ctx.err.write(f"{w}\n")
     return 0
+
+
+def _go_bool(v: Any) -> str:
+    return "true" if v else "false"
+
+
+def server_info_lines(info: dict[str, Any]) -> list[str]:
+    """The Server section of `docker info`, line by line in docker's order; empty fields skipped where docker
+    skips them."""
+    g = info.get
+    out: list[str] = []
+
+    def non_empty(label: str, value: Any) -> None:
+        if value not in (None, ""):
+            out.append(f" {label} {value}")
+
+    out += [f" Containers: {g('Containers', 0)}", f"  Running: {g('ContainersRunning', 0)}",
+            f"  Paused: {g('ContainersPaused', 0)}", f"  Stopped: {g('ContainersStopped', 0)}",
+            f" Images: {g('Images', 0)}"]
+    non_empty("Server Version:", g("ServerVersion"))
+    non_empty("Storage Driver:", g("Driver"))
+    out += [f"  {pair[0]}: {pair[1]}" for pair in g("DriverStatus") or [] if len(pair) == 2]
+    out += [f" {pair[0]}: {pair[1]}" for pair in g("SystemStatus") or [] if len(pair) == 2]
+    non_empty("Logging Driver:", g("LoggingDriver"))
+    non_empty("Cgroup Driver:", g("CgroupDriver"))
+    non_empty("Cgroup Version:", g("CgroupVersion"))
+    plugins = g("Plugins") or {}
+    out += [" Plugins:", f"  Volume: {' '.join(plugins.get('Volume') or [])}",
+            f"  Network: {' '.join(plugins.get('Network') or [])}"]
+    if plugins.get("Authorization"):
+        out.append(f"  Authorization: {' '.join(plugins['Authorization'])}")
+    out.append(f"  Log: {' '.join(plugins.get('Log') or [])}")
+    if g("CDISpecDirs"):
+        out.append(" CDI spec directories:")
+        out += [f"  {d}" for d in g("CDISpecDirs") or []]
+    out.append(f" Swarm: {(g('Swarm') or {}).get('LocalNodeState', '')}")
+    runtimes = g("Runtimes") or {}
+    if runtimes:
+        out.append(f" Runtimes: {' '.join(runtimes)}")  # docker ranges over a Go map: any order
+        out.append(f" Default Runtime: {g('DefaultRuntime', '')}")
+    if g("OSType") == "linux":
+        out += [f" Init Binary: {g('InitBinary', '')}",
+                f" containerd version: {(g('ContainerdCommit') or {}).get('ID', '')}",
+                f" runc version: {(g('RuncCommit') or {}).get('ID', '')}",
+                f" init version: {(g('InitCommit') or {}).get('ID', '')}"]
+        if g("SecurityOptions"):
+            out.append(" Security Options:")
+            for opt in g("SecurityOptions") or []:
+                fields = dict(kv.partition("=")[::2] for kv in str(opt).split(","))
+                out.append(f"  {fields.get('name', '')}")
+                if "profile" in fields:
+                    out.append(f"   Profile: {fields['profile']}")
+    non_empty("Kernel Version:", g("KernelVersion"))
+    non_empty("Operating System:", g("OperatingSystem"))
+    non_empty("OSType:", g("OSType"))
+    non_empty("Architecture:", g("Architecture"))
+    out += [f" CPUs: {g('NCPU', 0)}", f" Total Memory: {_binary_size(int(g('MemTotal') or 0))}"]
+    non_empty("Name:", g("Name"))
+    non_empty("ID:", g("ID"))
+    out += [f" Docker Root Dir: {g('DockerRootDir', '')}", f" Debug Mode: {_go_bool(g('Debug'))}"]
+    if g("Debug"):
+        out += [f"  File Descriptors: {g('NFd', 0)}", f"  Goroutines: {g('NGoroutines', 0)}",
+                f"  System Time: {g('SystemTime', '')}", f"  EventsListeners: {g('NEventsListener', 0)}"]
+    non_empty("HTTP Proxy:", g("HttpProxy"))
+    non_empty("HTTPS Proxy:", g("HttpsProxy"))
+    non_empty("No Proxy:", g("NoProxy"))
+    if g("Labels"):
+        out.append(" Labels:")
+        out += [f"  {label}" for label in g("Labels") or []]
+    out.append(f" Experimental: {_go_bool(g('ExperimentalBuild'))}")
+    registry = g("RegistryConfig") or {}
+    cidrs = registry.get("InsecureRegistryCIDRs") or []
+    index_configs = registry.get("IndexConfigs") or {}
+    if cidrs or index_configs:
+        out.append(" Insecure Registries:")
+        out += [f"  {c.get('Name', name)}" for name, c in index_configs.items() if not c.get("Secure")]
+        out += [f"  {_cidr(c)}" for c in cidrs]
+    if registry.get("Mirrors"):
+        out.append(" Registry Mirrors:")
+        out += [f"  {m}" for m in registry["Mirrors"]]
+    out.append(f" Live Restore Enabled: {_go_bool(g('LiveRestoreEnabled'))}")
+    if g("ProductLicense"):
+        out.append(f" Product License: {g('ProductLicense')}")
+    if g("DefaultAddressPools"):
+        out.append(" Default Address Pools:")
+        out += [f"   Base: {p.get('Base')}, Size: {p.get('Size')}" for p in g("DefaultAddressPools") or []]
+    return out
+
+
+def _cidr(entry: Any) -> str:
+    """An insecure-registry CIDR as the daemon's JSON has it: {"IP": "127.0.0.0", "Mask": base64 bytes}."""
+    if isinstance(entry, str):
+        return entry
+    import base64
+
+    try:
+        mask = base64.b64decode(entry.get("Mask") or "")
+    except ValueError:
+        mask = b""
+    return f"{entry.get('IP', '')}/{sum(bin(b).count('1') for b in mask)}"
 
 
 def _binary_size(n: int) -> str:
