@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-dev gcc busybox-static docker.io skopeo runc crun umoci
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev busybox-static docker.io skopeo runc crun umoci
               debootstrap mmdebstrap hyperfine nftables iproute2 libseccomp2 zstd util-linux procps psmisc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
