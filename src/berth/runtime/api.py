@@ -133,15 +133,18 @@ def _run_hooks(spec: Spec, kind: str, report: ContainerReport) -> None:
 
 
 def create(container_id: str, bundle: StrPath, state_root: StrPath, *, console_socket: str | socket.socket | None = None,
-           pid_file: StrPath | None = None, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0) -> int:
+           pid_file: StrPath | None = None, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0,
+           spec: Spec | None = None) -> int:
     """Create the container: namespaces, cgroup, rootfs; its init waits for `start`. Returns the init's pid.
 
     The calling process becomes a child subreaper (PR_SET_CHILD_SUBREAPER): the init is reparented to it.
-    On any failure nothing is left: no cgroup, no state directory, no process.
+    On any failure nothing is left: no cgroup, no state directory, no process. `spec` spares a second parse
+    when the caller has read the bundle's config.json already.
     """
     store = StateStore(os.fspath(state_root))
     bundle = os.path.abspath(bundle)
-    spec = load_spec(bundle)
+    if spec is None:
+        spec = load_spec(bundle)
     if spec.process is not None and spec.process.terminal and console_socket is None:
         raise InvalidArgument("cannot allocate a tty without a console socket (process.terminal is true)")
     cgroup = open_cgroup(spec.linux.cgroups_path, container_id)

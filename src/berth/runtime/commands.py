@@ -144,15 +144,14 @@ def cmd_run(opts: Opts, root: str) -> int:
     console_path = opts.get("console-socket")
     ours: socket.socket | None = None
     console: str | socket.socket | None = console_path
-    if console_path is None and not detach:
-        spec = api.load_spec(bundle)
-        if spec.process is not None and spec.process.terminal:
-            import socket
+    spec = api.load_spec(bundle)
+    if console_path is None and not detach and spec.process is not None and spec.process.terminal:
+        import socket
 
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            console = theirs
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        console = theirs
     pid = api.create(cid, bundle, root, console_socket=console, pid_file=_pid_file(opts),
-                     preserve_fds=int(opts.get("preserve-fds") or 0))
+                     preserve_fds=int(opts.get("preserve-fds") or 0), spec=spec)
     try:
         master = _receive_master(ours) if ours is not None else None
         api.start(cid, root)
