@@ -113,11 +113,12 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from berth.api import images, system  # the route tables
+    from berth.api import distribution, images, system  # the route tables
 
     app = web.Application(middlewares=[_errors_and_headers], client_max_size=0)
     app[ENGINE_KEY] = engine
     router = Router(app)
     system.register(router)
+    distribution.register(router)  # before images: POST /images/{name}/push ahead of any catch-all
     images.register(router)
     return app

@@ -181,8 +181,8 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     source = request.query.get("fromSrc")
     if source is None:
-        raise InvalidArgument("berthd cannot pull yet (fromImage): load the image with 'berth load' or import a "
-                              "root filesystem with 'berth import'")
+        from berth.api.distribution import pull_image
+        return await pull_image(request)
     if source != "-":
         raise InvalidArgument(f"importing from a URL ({source}) is not supported: download it and import the file")
     repo = request.query.get("repo", "")
