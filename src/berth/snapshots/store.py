@@ -23,64 +23,22 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 from berth.errors import Conflict, Corrupt, DigestMismatch, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci.digest import Digest, chain_ids
 from berth.snapshots.apply import DEFAULT_LIMITS, ApplyResult, Limits, apply_layer
 from berth.snapshots.diff import LayerWritten
 from berth.snapshots.mount import Mount, apply_mount, overlay_mounts, unmount
+from berth.snapshots.records import ActiveSnapshot, LayerInfo, Usage, check_key, load_record, short_id
 from berth.snapshots.stream import Compression
 from berth.util import linux
-from berth.util.atomic import read_json, write_json_atomic
+from berth.util.atomic import write_json_atomic
 from berth.util.locks import file_lock
-
-T = TypeVar("T")
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-@dataclass(frozen=True, slots=True)
-class LayerInfo:
-    chain_id: Digest
-    diff_id: Digest
-    parent: Digest | None
-    id: str                  # directory name under the snapshot root
-    size: int                # bytes of the uncompressed tar stream
-    entries: int
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> LayerInfo:
-        parent = raw.get("parent")
-        return cls(Digest.parse(raw["chain_id"]), Digest.parse(raw["diff_id"]),
-                   Digest.parse(parent) if parent else None, str(raw["id"]), int(raw["size"]),
-                   int(raw["entries"]))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"chain_id": str(self.chain_id), "diff_id": str(self.diff_id),
-                "parent": str(self.parent) if self.parent else None, "id": self.id,
-                "size": self.size, "entries": self.entries}
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveSnapshot:
-    key: str
-    id: str
-    parent: Digest | None
-    upper: Path
-    work: Path
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    size: int                # bytes allocated on disk
-    inodes: int
 
 
 class Snapshotter:
@@ -97,12 +55,12 @@ class Snapshotter:
 
     def get(self, chain_id: Digest) -> LayerInfo:
         try:
-            return _load(self._layer_json(chain_id), LayerInfo.from_json)
+            return load_record(self._layer_json(chain_id), LayerInfo.from_json)
         except FileNotFoundError:
             raise NotFound(f"no unpacked layer with chain id {chain_id}") from None
 
     def layers(self) -> list[LayerInfo]:
-        return [_load(p, LayerInfo.from_json) for p in sorted((self.root / "layers").glob("*.json"))]
+        return [load_record(p, LayerInfo.from_json) for p in sorted((self.root / "layers").glob("*.json"))]
 
     def unpack(self, chain_id: Digest, parent: Digest | None, layer: BinaryIO,
                compression: Compression | None, expected_diff_id: Digest) -> LayerInfo:
@@ -193,7 +151,7 @@ class Snapshotter:
     # -- container snapshots -----------------------------------------------------------------
     def prepare(self, key: str, parent: Digest | None) -> ActiveSnapshot:
         """A writable snapshot (upper + work dirs) above parent; parent None gives a plain directory."""
-        _check_key(key)
+        check_key(key)
         # Shared: preparing a container must not wait for an unrelated pull's unpack. The key's
         # own lock makes a second prepare of the same key see the first one's record.
         with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / f"key-{key}"):
@@ -220,17 +178,15 @@ class Snapshotter:
         return self.active(key)
 
     def active(self, key: str) -> ActiveSnapshot:
-        _check_key(key)
+        check_key(key)
 
         def parse(raw: dict[str, Any]) -> ActiveSnapshot:
-            n = str(raw["id"])
-            if not n.isdigit():
-                raise ValueError(f"bad id {n!r}")
+            n = short_id(raw["id"])
             parent = Digest.parse(raw["parent"]) if raw.get("parent") else None
             return ActiveSnapshot(key, n, parent, self.root / n / "fs", self.root / n / "work")
 
         try:
-            return _load(self._active_json(key), parse)
+            return load_record(self._active_json(key), parse)
         except FileNotFoundError:
             raise NotFound(f"no container snapshot {key!r}") from None
 
@@ -268,7 +224,7 @@ class Snapshotter:
         opaque dirs), so, as containerd's overlay snapshotter does, it becomes the layer's
         directory as is. If that chain id is unpacked already, the snapshot is just removed.
         """
-        _check_key(key)
+        check_key(key)
         with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / f"key-{key}"):
             snap = self.active(key)
             chain_id = layer.diff_id if snap.parent is None else \
@@ -290,7 +246,7 @@ class Snapshotter:
 
     def remove(self, key: str) -> None:
         """Remove a container snapshot and its upper directory (the caller unmounts it first)."""
-        _check_key(key)
+        check_key(key)
         with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / f"key-{key}"):
             snap = self.active(key)
             self._active_json(key).unlink()
@@ -374,7 +330,7 @@ class Snapshotter:
         bad: list[tuple[Path, str]] = []
         for path in sorted((self.root / "layers").glob("*.json")):
             try:
-                _load(path, LayerInfo.from_json)
+                load_record(path, LayerInfo.from_json)
             except Corrupt as exc:
                 bad.append((path, str(exc)))
         for path in sorted((self.root / "active").glob("*.json")):
@@ -401,22 +357,6 @@ class Snapshotter:
                 return str(n)
             except FileExistsError:
                 n += 1
-
-
-def _load(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
-    """A metadata record; Corrupt if it does not parse (FileNotFoundError passes through)."""
-    try:
-        return parse(read_json(path))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidArgument) as exc:
-        raise Corrupt(f"snapshot record {path} is unreadable ({exc}); "
-                      "run the snapshot cleanup to set it aside") from exc
-
-
-def _check_key(key: str) -> None:
-    if not _KEY.fullmatch(key):
-        raise InvalidArgument(f"invalid snapshot key {key!r}: use 1-128 letters, digits, '_', '.', '-'")
 
 
 def _mode(path: Path) -> int:
