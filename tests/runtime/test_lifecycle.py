@@ -367,20 +367,12 @@ def test_preserve_fds_passes_exactly_the_given_fds(berth: Runtime, bundles: Bund
                                                    tmp_path: Path) -> None:
     data = tmp_path / "shared.txt"
     data.write_text("from the host\n")
-    keep = os.open(data, os.O_RDONLY)
-    extra = os.open(data, os.O_RDONLY)
-    try:
-        if keep != 3:  # --preserve-fds 1 passes fd 3: make it the one we mean
-            os.dup2(keep, 3)
-        bundle = bundles.make(["sh", "-c", "cat <&3; ls /proc/self/fd | wc -l"])
-        proc = subprocess.run([*berth.argv, "--root", str(berth.root), "run", "--preserve-fds", "1", "-b",
-                               str(bundle), container_id(request)], capture_output=True, text=True,
-                              pass_fds=(3, extra), stdin=subprocess.DEVNULL, timeout=60)
-    finally:
-        os.close(keep)
-        os.close(extra)
-        if keep != 3:
-            os.close(3)
+    bundle = bundles.make(["sh", "-c", "cat <&3; ls /proc/self/fd | wc -l"])
+    # a shell opens fds 3 and 4 and execs the runtime: fd 3 is preserved, fd 4 must not reach the container
+    proc = subprocess.run(["sh", "-c", f'exec 3< "{data}" 4< "{data}"; exec "$@"', "sh", *berth.argv,
+                           "--root", str(berth.root), "run", "--preserve-fds", "1", "-b", str(bundle),
+                           container_id(request)], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[0] == "from the host"
-    assert proc.stdout.split()[-1] == "5"  # 0 1 2, the preserved 3, and ls's own directory fd: not `extra`
+    assert proc.stdout.split()[-1] == "5"  # 0 1 2, the preserved 3, and ls's own directory fd: not 4
