@@ -94,3 +94,15 @@ def test_write_diff_turns_overlay_whiteouts_and_opaque_dirs_into_tar_entries(tmp
     gone = os.lstat(out / "etc" / "gone")
     assert stat.S_ISCHR(gone.st_mode) and gone.st_rdev == 0
     assert os.getxattr(out / "var" / "cache", "trusted.overlay.opaque") == b"y"
+
+
+def test_symlinks_to_host_directories_are_written_as_links_never_followed(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    os.symlink("/etc", src / "escape")
+    os.symlink(str(tmp_path), src / "sub" / "up")
+    blob, _ = _write(write_tree, src)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {"escape", "sub", "sub/up"}
+    assert members["escape"].issym() and members["escape"].linkname == "/etc"

@@ -9,7 +9,8 @@ Both write plain PAX tar in a deterministic order (names sorted bytewise, each d
 its contents), owner names left empty, mtimes in whole seconds, hardlinks detected by inode
 (the first path seen carries the data), xattrs as SCHILY.xattr.* records except overlayfs'
 own trusted.overlay.*. Sockets are skipped, as Docker does. The diff relies on overlayfs
-mounted without redirect_dir and metacopy (berth.snapshots.mount turns both off).
+mounted without redirect_dir and metacopy (berth.snapshots.mount turns both off). The walk goes
+through directory fds and never follows a symlink, so it is safe on a running container's upper dir.
 
 May import: berth.oci, berth.util, berth.errors.
 """
@@ -20,6 +21,7 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +30,7 @@ from berth.oci.digest import Digest
 from berth.snapshots.apply import OPAQUE, OPAQUE_XATTR, WHITEOUT
 
 _XATTR_PAX = "SCHILY.xattr."
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ def _write(top: Path, out: BinaryIO, overlay: bool, clamp_mtime: int | None) -> 
                           encoding="utf-8", errors="surrogateescape")
     writer = _TreeWriter(tar, overlay, clamp_mtime)
     try:
-        writer.walk(top, "")
+        writer.walk(top)
     finally:
         tar.close()            # writes the two end-of-archive blocks and the record padding
     return LayerWritten(Digest("sha256", sink.hash.hexdigest()), sink.size, writer.entries)
@@ -85,29 +88,39 @@ class _TreeWriter:
         self._links: dict[tuple[int, int], str] = {}
         self.entries = 0
 
-    def walk(self, top: Path, prefix: str) -> None:
-        # An explicit stack: deep trees must not hit Python's recursion limit.
-        stack: list[tuple[Path, str]] = [(top, prefix)]
-        while stack:
-            directory, rel = stack.pop()
-            names = sorted(os.listdir(directory), key=os.fsencode)
-            if self._overlay and _is_opaque(directory) and rel:
-                self._add_empty(f"{rel}/{OPAQUE}", os.lstat(directory))
-            subdirs: list[tuple[Path, str]] = []
-            for name in names:
-                path = directory / name
-                name_rel = f"{rel}/{name}" if rel else name
-                st = os.lstat(path)
-                if self._overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    parent = f"{rel}/" if rel else ""
-                    self._add_empty(f"{parent}{WHITEOUT}{name}", st)
+    def walk(self, top: Path) -> None:
+        """Depth first, names sorted bytewise, each directory right before its contents.
+
+        Every lookup is relative to an open directory fd and never follows a symlink, so a
+        running container that swaps a directory for a symlink cannot make us read host files.
+        An explicit stack keeps deep trees off Python's recursion limit; it holds one fd per level.
+        """
+        stack: list[tuple[int, str, Iterator[str]]] = []
+        try:
+            self._enter(stack, os.open(top, _DIR | os.O_NOFOLLOW), "")
+            while stack:
+                dfd, rel, names = stack[-1]
+                name = next(names, None)
+                if name is None:
+                    os.close(dfd)
+                    stack.pop()
                     continue
-                self._add(path, name_rel, st)
+                name_rel = f"{rel}/{name}" if rel else name
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if self._overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    self._add_empty(f"{rel}/{WHITEOUT}{name}" if rel else f"{WHITEOUT}{name}", st)
+                    continue
+                self._add(dfd, name, name_rel, st)
                 if stat.S_ISDIR(st.st_mode):
-                    subdirs.append((path, name_rel))
-            # Each directory's listing is written before any of its subdirectories' contents, and
-            # the subdirectories are then visited in sorted order: parents always come first.
-            stack.extend(reversed(subdirs))
+                    self._enter(stack, os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dfd), name_rel)
+        finally:
+            for dfd, _, _ in stack:
+                os.close(dfd)
+
+    def _enter(self, stack: list[tuple[int, str, Iterator[str]]], dfd: int, rel: str) -> None:
+        stack.append((dfd, rel, iter(sorted(os.listdir(dfd), key=os.fsencode))))
+        if self._overlay and rel and _is_opaque(dfd):
+            self._add_empty(f"{rel}/{OPAQUE}", os.fstat(dfd))
 
     def _add_empty(self, name: str, st: os.stat_result) -> None:
         info = tarfile.TarInfo(name)
@@ -118,13 +131,13 @@ class _TreeWriter:
         self._tar.addfile(info)
         self.entries += 1
 
-    def _add(self, path: Path, name: str, st: os.stat_result) -> None:
+    def _add(self, dfd: int, base: str, name: str, st: os.stat_result) -> None:
         info = tarfile.TarInfo(name)
         info.mode = st.st_mode & 0o7777
         info.uid, info.gid = st.st_uid, st.st_gid
         info.uname = info.gname = ""
         info.mtime = self._mtime(st)
-        info.pax_headers = self._xattrs(path)
+        info.pax_headers = _xattrs(f"/proc/self/fd/{dfd}/{base}")
         mode = st.st_mode
         if stat.S_ISSOCK(mode):
             return
@@ -137,7 +150,7 @@ class _TreeWriter:
                 self._links[(st.st_dev, st.st_ino)] = name
             info.type = tarfile.REGTYPE
             info.size = st.st_size
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(base, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
             with os.fdopen(fd, "rb") as f:
                 self._tar.addfile(info, f)
         elif stat.S_ISDIR(mode):
@@ -145,7 +158,7 @@ class _TreeWriter:
             self._tar.addfile(info)
         elif stat.S_ISLNK(mode):
             info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(path)
+            info.linkname = os.readlink(base, dir_fd=dfd)
             self._tar.addfile(info)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
@@ -162,22 +175,25 @@ class _TreeWriter:
         mtime = st.st_mtime_ns // 1_000_000_000
         return mtime if self._clamp is None else min(mtime, self._clamp)
 
-    def _xattrs(self, path: Path) -> dict[str, str]:
-        try:
-            names = os.listxattr(path, follow_symlinks=False)
-        except OSError:
-            return {}
-        out: dict[str, str] = {}
-        for name in sorted(names):
-            if name.startswith("trusted.overlay."):
-                continue
-            value = os.getxattr(path, name, follow_symlinks=False)
-            out[_XATTR_PAX + name] = value.decode("utf-8", "surrogateescape")
-        return out
 
 
-def _is_opaque(directory: Path) -> bool:
+def _xattrs(path: str) -> dict[str, str]:
+    """The xattrs of path (not followed if a symlink), as PAX records, overlayfs' own left out."""
     try:
-        return os.getxattr(directory, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for name in sorted(names):
+        if name.startswith("trusted.overlay."):
+            continue
+        value = os.getxattr(path, name, follow_symlinks=False)
+        out[_XATTR_PAX + name] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+def _is_opaque(dfd: int) -> bool:
+    try:
+        return os.getxattr(dfd, OPAQUE_XATTR) == b"y"
     except OSError:
         return False
