@@ -1,0 +1,103 @@
+"""Upload sessions in progress: their open, hashing blob writers kept between requests, and their expiry.
+
+A chunked upload is many requests (POST, PATCH..., PUT). Keeping the session's BlobWriter open between
+them keeps its running sha256, so the final PUT needs no second pass over the data; a server restart
+loses only that shortcut (the writer reopens the partial and hashes it from disk). Sessions idle longer
+than `ttl` are aborted: their partial and session file are removed.
+May import: berth.content, berth.oci, berth.util, berth.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from berth.content import BlobWriter
+from berth.errors import Unavailable
+from berth.registry.names import UploadId
+from berth.registry.storage import FilesystemStorage, UploadSession
+
+DEFAULT_UPLOAD_TTL = 3600.0
+
+
+@dataclass(slots=True)
+class _Open:
+    writer: BlobWriter
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    used: float = 0.0
+
+
+class UploadTable:
+    def __init__(self, storage: FilesystemStorage, ttl: float = DEFAULT_UPLOAD_TTL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._storage = storage
+        self._ttl = ttl
+        self._clock = clock
+        self._open: dict[UploadId, _Open] = {}
+
+    @contextlib.asynccontextmanager
+    async def writer(self, session: UploadSession) -> AsyncIterator[BlobWriter]:
+        """The session's writer, held exclusively for one request (a second concurrent request waits)."""
+        entry = self._open.get(session.id)
+        if entry is None:
+            entry = self._open[session.id] = _Open(self._storage.open_upload(session))
+        async with entry.lock:
+            if self._open.get(session.id) is not entry:
+                raise Unavailable(f"upload {session.id} ended while this request waited for it")
+            entry.used = self._clock()
+            yield entry.writer
+            entry.used = self._clock()
+        self._storage.touch_upload(session)
+
+    def peek_offset(self, session: UploadSession) -> int:
+        entry = self._open.get(session.id)
+        if entry is not None:
+            return entry.writer.offset
+        try:
+            return self._storage.blobs.partial_size(f"upload-{session.id}")
+        except Exception:  # noqa: BLE001 - no partial yet: nothing uploaded
+            return 0
+
+    def finish(self, session: UploadSession, abort: bool) -> None:
+        """Forget the session: its writer is closed (aborted: the partial is dropped) and its file removed."""
+        entry = self._open.pop(session.id, None)
+        if entry is not None:
+            if abort:
+                entry.writer.abort()
+            else:
+                entry.writer.close()
+        elif abort:
+            with contextlib.suppress(Exception):
+                self._storage.open_upload(session).abort()
+        self._storage.end_upload(session.id)
+
+    def expire(self) -> list[UploadId]:
+        """Abort sessions idle longer than the ttl, open here or left on disk by an earlier server."""
+        now = self._clock()
+        gone: list[UploadId] = []
+        for upload, entry in list(self._open.items()):
+            if not entry.lock.locked() and now - entry.used > self._ttl:
+                self._open.pop(upload, None)
+                entry.writer.abort()
+                gone.append(upload)
+        for upload, touched in list(self._storage.upload_sessions()):
+            if upload in self._open or now - touched <= self._ttl:
+                continue
+            try:
+                writer = self._storage.blobs.writer(f"upload-{upload}", resumable=True, wait=False)
+            except Unavailable:
+                continue  # another process is writing it
+            writer.abort()
+            self._storage.end_upload(upload)
+            gone.append(upload)
+        return gone
+
+    def close_all(self) -> None:
+        """At shutdown: keep the partials (resumable), release their locks."""
+        for entry in self._open.values():
+            entry.writer.close()
+        self._open.clear()
+
