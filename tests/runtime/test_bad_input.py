@@ -184,3 +184,31 @@ def test_state_of_an_unknown_container(berth: Runtime) -> None:
     bad = berth("state", "../etc")
     assert bad.returncode == 1 and "invalid container id" in bad.stderr
     assert json.loads(berth("list", "--format", "json").stdout) == []
+
+
+def test_bind_mount_options_are_applied(berth: Runtime, bundles: Bundles, tmp_path: Path,
+                                        request: pytest.FixtureRequest) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file").write_text("x")
+
+    def mounts(c: dict[str, Any]) -> None:
+        c["mounts"] += [
+            {"destination": "/ro", "type": "bind", "source": str(src), "options": ["rbind", "ro", "nosuid",
+                                                                                 "noexec", "nodev", "rslave"]},
+            {"destination": "/rw", "type": "bind", "source": str(src), "options": ["bind", "rw"]},
+            {"destination": "/etc/hostsfile", "type": "bind", "source": str(src / "file"), "options": ["bind", "ro"]},
+        ]
+        c["process"]["args"] = ["sh", "-c", "grep -E ' /(ro|rw|etc/hostsfile) ' /proc/self/mountinfo | "
+                                "cut -d' ' -f5,6,7; touch /ro/new 2>&1 | sed 's/.*: //'; touch /rw/new && echo rw-ok; "
+                                "cat /etc/hostsfile"]
+
+    out = berth("run", "-b", str(bundles.make([], mutate=mounts)), container_id(request))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    # (rslave is applied too, but the host's mounts here are private, so there is no master to show)
+    assert lines[0].split()[:2] == ["/ro", "ro,nosuid,nodev,noexec,relatime"]
+    assert lines[1].split()[:2] == ["/rw", "rw,relatime"]
+    assert lines[2].split()[:2] == ["/etc/hostsfile", "ro,relatime"]
+    assert lines[3:] == ["Read-only file system", "rw-ok", "x"]
+    assert (src / "new").exists()

@@ -12,7 +12,7 @@ import resource
 import stat
 
 from berth.errors import InvalidArgument, NotFound
-from berth.oci.record import field, record
+from berth.oci.record import record
 from berth.oci.spec import Device, Process, Spec
 from berth.runtime import caps as capabilities
 from berth.runtime import devices, mounts, users
@@ -72,7 +72,6 @@ class Launch:
     readonly_root: bool
     rootfs_propagation: str | None
     process: ProcessPlan
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _env_with_home(env: tuple[str, ...], home: str) -> tuple[str, ...]:
