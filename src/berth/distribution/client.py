@@ -282,7 +282,8 @@ class Registry:
         raise AssertionError("unreachable")
 
     def repo_url(self, path: str, *parts: str) -> URL:
-        url = self.base / "v2"
+        """A path under /v2/<repository>/ (relative: request() puts it on the chosen scheme and host)."""
+        url = URL("/v2")
         for piece in path.split("/"):
             url = url / piece
         for piece in parts:

@@ -268,7 +268,15 @@ class Puller:
         last_report = 0.0
         try:
             while True:
-                chunk = await resp.content.readany()
+                try:
+                    chunk = await resp.content.readany()
+                except _RETRYABLE:
+                    if parts:  # keep what arrived: the retry resumes after it
+                        if pending is not None:
+                            await pending
+                            pending = None
+                        await asyncio.to_thread(writer.write, b"".join(parts))
+                    raise
                 if chunk:
                     parts.append(chunk)
                     size += len(chunk)
