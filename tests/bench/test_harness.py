@@ -197,3 +197,20 @@ def test_table_names_every_engine_and_the_ratio() -> None:
     text = format_table(_result({"berth": [3.0, 3.0], "docker": [2.0, 2.0]}))
     assert "berth" in text and "docker" in text
     assert "ratio of medians berth/docker: 1.50" in text
+
+
+def test_report_picks_the_newest_result_per_scenario_and_renders_ratios(tmp_path: Path) -> None:
+    from bench.report import latest_results, markdown
+
+    def result(started: str, berth: float) -> Result:
+        engines = (EngineResult("berth", "berth CLI", (Sample(0, berth),)),
+                   EngineResult("docker", "docker CLI", (Sample(0, 2.0),)))
+        return Result("load", "", started, Machine.current(), "docker", (), engines)
+
+    old = write_result(result("2026-01-01T00:00:00+00:00", 4.0), tmp_path)
+    new = write_result(result("2026-01-02T00:00:00+00:00", 1.0), tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    assert latest_results(tmp_path) == [new] and old.exists()
+    table = markdown([json.loads(new.read_text())])
+    assert "| load | berth (berth CLI) | 1.00 s | 1.00 s - 1.00 s | - | 1 | **0.50** |" in table
+    assert "| load | docker (docker CLI) | 2.00 s |" in table
