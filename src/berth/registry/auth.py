@@ -187,13 +187,15 @@ class Acl:
                 return access.actions if account != ANONYMOUS else ()
             granted = {a for pat, acts in self.rules.get(account, ()) if pat == "*" for a in acts}
             return tuple(sorted(wanted)) if granted >= {"pull"} else ()
+        # "*" (skopeo asks for it to delete) means every action this account has on the repository
+        wanted = ACTIONS if "*" in access.actions else access.actions
         if self.rules is None:
-            return access.actions if account != ANONYMOUS else ()
+            return wanted if account != ANONYMOUS else ()
         granted = set()
         for pattern, actions in self.rules.get(account, ()):
             if fnmatch.fnmatchcase(access.name, pattern):
                 granted |= actions
-        return tuple(a for a in access.actions if a in granted)
+        return tuple(a for a in wanted if a in granted)
 
 
 def _b64(data: bytes) -> str:
