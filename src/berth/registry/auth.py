@@ -182,16 +182,16 @@ class Acl:
 
     def allowed(self, account: str, access: Access) -> tuple[str, ...]:
         if access.type == "registry":
-            wanted = set(access.actions)
+            # the catalog: for accounts that may pull every repository ("*")
             if self.rules is None:
                 return access.actions if account != ANONYMOUS else ()
-            granted = {a for pat, acts in self.rules.get(account, ()) if pat == "*" for a in acts}
-            return tuple(sorted(wanted)) if granted >= {"pull"} else ()
+            everywhere = {a for pat, acts in self.rules.get(account, ()) if pat == "*" for a in acts}
+            return access.actions if "pull" in everywhere else ()
         # "*" (skopeo asks for it to delete) means every action this account has on the repository
         wanted = ACTIONS if "*" in access.actions else access.actions
         if self.rules is None:
             return wanted if account != ANONYMOUS else ()
-        granted = set()
+        granted: set[str] = set()
         for pattern, actions in self.rules.get(account, ()):
             if fnmatch.fnmatchcase(access.name, pattern):
                 granted |= actions
