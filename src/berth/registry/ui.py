@@ -38,7 +38,7 @@ th{background:#eef1f5;font-weight:600}code,.mono{font-family:ui-monospace,Menlo,
 a{color:#1a5fb4}.crumbs{margin-bottom:1em}.num{text-align:right;white-space:nowrap}
 .pull{display:flex;gap:.5em;align-items:center;background:#fff;border:1px solid #d5d9df;padding:.5em .8em}
 .pull code{flex:1}button{cursor:pointer}input[type=search]{padding:.4em;width:20em}
-h2{margin-top:1.4em;font-size:1.15em}.empty{color:#667}
+h2{margin-top:1.4em;font-size:1.15em}.empty{color:#667}td{overflow-wrap:anywhere}
 """
 
 
