@@ -318,11 +318,10 @@ class Registry:
             # The digest is known only now, at the end: commit() checks it and drops the partial on a mismatch.
             writer.expected = digest
             try:
-                info = await self._run(writer.commit)
+                info = await self._run(self.storage.commit_upload, session.repo, writer)
             except DigestMismatch as exc:
                 self.uploads.finish(session, abort=True)
                 raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from exc
-        await self._run(self.storage.link_blob, session.repo, info.digest)
         self.uploads.finish(session, abort=False)
         return self._blob_created(session.repo, info.digest)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from berth.content import BlobStore, BlobWriter
+from berth.content import BlobInfo, BlobStore, BlobWriter
 from berth.errors import InvalidArgument, NotFound
 from berth.oci.digest import Digest
 from berth.registry.manifests import ManifestInfo, parse_manifest
@@ -124,13 +124,23 @@ class FilesystemStorage:
         return self.blobs.path(digest)
 
     def link_blob(self, repo: RepoName, digest: Digest) -> None:
-        """Make a committed blob servable from repo (an upload's end, or a cross-repository mount)."""
+        """Make a committed blob servable from repo (a cross-repository mount)."""
         with self.writing():
-            if not self.blobs.has(digest):
-                raise NotFound(f"blob {digest} is not in the store")
-            link = self._layer_link(repo, digest)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(link, b"", durable=False)  # a fresh mtime: gc keeps young links (gc.py)
+            self._link(repo, digest)
+
+    def commit_upload(self, repo: RepoName, writer: BlobWriter) -> BlobInfo:
+        """Verify and commit an upload's blob and link it into repo, as one step for a concurrent gc."""
+        with self.writing():
+            info = writer.commit()
+            self._link(repo, info.digest)
+        return info
+
+    def _link(self, repo: RepoName, digest: Digest) -> None:
+        if not self.blobs.has(digest):
+            raise NotFound(f"blob {digest} is not in the store")
+        link = self._layer_link(repo, digest)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(link, b"", durable=False)  # a fresh mtime: gc keeps young links (gc.py)
 
     def unlink_blob(self, repo: RepoName, digest: Digest) -> None:
         try:

@@ -82,6 +82,7 @@ class UploadTable:
             if not entry.lock.locked() and now - entry.used > self._ttl:
                 self._open.pop(upload, None)
                 entry.writer.abort()
+                self._storage.end_upload(upload)
                 gone.append(upload)
         for upload, touched in list(self._storage.upload_sessions()):
             if upload in self._open or now - touched <= self._ttl:
