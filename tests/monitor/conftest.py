@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -160,6 +161,8 @@ class Monitors:
         for c in self.made:
             cid, root = c.options.container_id, c.options.state_root
             if c.monitor_pid and alive(c.monitor_pid):
+                if c.options.runtime != "berth":
+                    subprocess.run([c.options.runtime, "--root", root, "kill", cid, "KILL"], capture_output=True)
                 try:
                     api.kill(cid, root, signal.SIGKILL)
                 except BerthError:
@@ -168,6 +171,9 @@ class Monitors:
                     left.append(f"monitor {c.monitor_pid} of {cid} outlived its container")
                     os.kill(c.monitor_pid, signal.SIGKILL)
                     wait_gone(c.monitor_pid)
+            if c.options.runtime != "berth" and subprocess.run(
+                    [c.options.runtime, "--root", root, "delete", "--force", cid], capture_output=True).returncode == 0:
+                left.append(f"{c.options.runtime} state of {cid}")
             try:
                 api.delete(cid, root, force=True)
                 left.append(f"runtime state of {cid}")
