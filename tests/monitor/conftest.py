@@ -171,9 +171,10 @@ class Monitors:
                     left.append(f"monitor {c.monitor_pid} of {cid} outlived its container")
                     os.kill(c.monitor_pid, signal.SIGKILL)
                     wait_gone(c.monitor_pid)
-            if c.options.runtime != "berth" and subprocess.run(
-                    [c.options.runtime, "--root", root, "delete", "--force", cid], capture_output=True).returncode == 0:
+            rt = [c.options.runtime, "--root", root]
+            if c.options.runtime != "berth" and subprocess.run([*rt, "state", cid], capture_output=True).returncode == 0:
                 left.append(f"{c.options.runtime} state of {cid}")
+                subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
             try:
                 api.delete(cid, root, force=True)
                 left.append(f"runtime state of {cid}")
