@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
         if proc.poll() is not None:
             raise RuntimeError(f"registry exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            requests.get(url + "/v2/", timeout=1, verify=verify)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an unverified readiness probe of a TLS server
+                requests.get(url + "/v2/", timeout=1, verify=verify)
             return
         except requests.ConnectionError:
             time.sleep(0.05)
