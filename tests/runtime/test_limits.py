@@ -80,7 +80,9 @@ def test_a_cpu_quota_of_half_a_cpu_holds_a_busy_loop_near_50_percent(berth: Runt
     t0, c0 = time.monotonic(), _cpu(pid)
     time.sleep(2.0)
     share = (_cpu(pid) - c0) / ticks / (time.monotonic() - t0)
-    assert 0.35 < share < 0.6, share
+    # the quota is a ceiling: on a loaded machine the loop may get less, never more (0.6 leaves room for
+    # accounting granularity)
+    assert 0.2 < share < 0.6, share
     berth("delete", "--force", cid, check=True)
 
 
