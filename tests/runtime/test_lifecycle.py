@@ -378,3 +378,38 @@ def test_preserve_fds_passes_exactly_the_given_fds(berth: Runtime, bundles: Bund
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[0] == "from the host"
     assert proc.stdout.split()[-1] == "5"  # 0 1 2, the preserved 3, and ls's own directory fd: not 4
+
+
+def test_a_container_joins_another_s_namespaces_by_path(berth: Runtime, bundles: Bundles,
+                                                        request: pytest.FixtureRequest) -> None:
+    first = container_id(request, "-a")
+    berth("run", "-d", "-b", str(bundles.make(["sleep", "1000"])), first, check=True)
+    pid = int(_state(berth, first)["pid"])  # type: ignore[call-overload]
+
+    def join(cfg: dict) -> None:  # type: ignore[type-arg]
+        cfg["linux"]["namespaces"] = [
+            {"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+            {"type": "network", "path": f"/proc/{pid}/ns/net"}, {"type": "uts", "path": f"/proc/{pid}/ns/uts"}]
+        cfg["hostname"] = None
+        cfg["process"]["args"] = ["sh", "-c", "for n in net uts ipc; do readlink /proc/self/ns/$n; done"]
+
+    out = berth("run", "-b", str(bundles.make([], mutate=join)), container_id(request, "-b"))
+    assert out.returncode == 0, out.stderr
+    net, uts, ipc = out.stdout.split()
+    assert net == os.readlink(f"/proc/{pid}/ns/net") and uts == os.readlink(f"/proc/{pid}/ns/uts")
+    assert ipc != os.readlink(f"/proc/{pid}/ns/ipc")
+
+
+def test_a_cgroup_namespace_is_rooted_at_the_container_s_cgroup(berth: Runtime, bundles: Bundles,
+                                                                request: pytest.FixtureRequest) -> None:
+    def cgroupns(cfg: dict) -> None:  # type: ignore[type-arg]
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+        cfg["linux"]["resources"]["pids"] = {"limit": 77}
+        cfg["process"]["args"] = ["sh", "-c", "grep -E ':(pids|memory):' /proc/self/cgroup; "
+                                  "cat /sys/fs/cgroup/pids/pids.max"]
+
+    out = berth("run", "-b", str(bundles.make([], mutate=cgroupns)), container_id(request))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sorted(line.split(":", 1)[1] for line in lines[:2]) == ["memory:/", "pids:/"]
+    assert lines[2] == "77"
