@@ -372,7 +372,9 @@ class Daemon:
 
 
 @pytest.fixture(scope="session")
-def seeded_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def seeded_daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """$BERTH_TEST_DAEMON_HOST if set, else the session's private dockerd (the `dockerd` fixture when the test
+    module imported it, else one of its own), seeded with busybox:latest and berth-layered:1."""
     if os.geteuid() != 0:
         pytest.skip("a private dockerd needs root")
     workdir = tmp_path_factory.mktemp("seed")
@@ -380,5 +382,10 @@ def seeded_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     if given:
         yield Daemon(given, seed_images(given, workdir), workdir)
         return
-    with PrivateDockerd() as d:
-        yield Daemon(d.host, seed_images(d.host, workdir), workdir)
+    try:
+        shared: PrivateDockerd = request.getfixturevalue("dockerd")
+    except pytest.FixtureLookupError:
+        with PrivateDockerd() as d:
+            yield Daemon(d.host, seed_images(d.host, workdir), workdir)
+        return
+    yield Daemon(shared.host, seed_images(shared.host, workdir), workdir)

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import PeerError, PrivateDockerd, _mounts_under, _pids_mentioning, busybox_rootfs_tar
+from tests import peers
+from tests.peers import Daemon, PeerError, PrivateDockerd, _mounts_under, _pids_mentioning, busybox_rootfs_tar
+
+dockerd = peers.dockerd
+seeded_daemon = peers.seeded_daemon
 
 
 def _netns_list() -> str:
@@ -72,3 +76,14 @@ def test_a_base_dir_too_deep_for_containerds_sockets_is_refused_up_front(tmp_pat
     with pytest.raises(PeerError, match="too deep for containerd"):
         d.start()
     assert not d.root.exists()
+
+
+@pytest.mark.interop
+@pytest.mark.root
+def test_the_seeded_daemon_is_the_sessions_dockerd_when_a_module_uses_both(dockerd: PrivateDockerd,
+                                                                           seeded_daemon: Daemon) -> None:
+    if os.environ.get(peers.DAEMON_ENV):
+        pytest.skip("seeded_daemon is the daemon named by $BERTH_TEST_DAEMON_HOST")
+    assert seeded_daemon.host == dockerd.host
+    out = dockerd.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode().split()
+    assert {"busybox:latest", "berth-layered:1"} <= set(out)
