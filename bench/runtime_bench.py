@@ -34,6 +34,9 @@ PY = sys.executable
 BERTH = str(Path(PY).with_name("berth-runtime"))
 
 
+CPU: dict[str, float] = {}  # mean user+system ms per run (hyperfine counts children): steadier on a busy machine
+
+
 def hyperfine(commands: dict[str, str], runs: int, prefix: list[str] | None = None) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         argv = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", out.name]
@@ -41,6 +44,8 @@ def hyperfine(commands: dict[str, str], runs: int, prefix: list[str] | None = No
             argv += ["--command-name", name, cmd]
         subprocess.run([*(prefix or []), *argv], check=True, stdout=subprocess.DEVNULL)
         data = json.loads(Path(out.name).read_text())
+    for r in data["results"]:
+        CPU[r["command"]] = (r["user"] + r["system"]) * 1000
     return {r["command"]: statistics.median(r["times"]) * 1000 for r in data["results"]}
 
 
@@ -86,9 +91,11 @@ def main() -> int:
                                  prefix=["unshare", "-m", "sh", "-c", script, "sh"])
         results["berth API in-process (create+start+wait+delete)"] = in_process(bundle, base / "api", args.runs)
     runc = results["runc run"]
-    print(f"{'':52s} {'median ms':>10s} {'x runc':>8s}")
+    print(f"{'':52s} {'median ms':>10s} {'x runc':>8s} {'cpu ms':>8s} {'x runc':>8s}")
     for name, ms in results.items():
-        print(f"{name:52s} {ms:10.1f} {ms / runc:8.2f}")
+        cpu = CPU.get(name)
+        cpu_text = f"{cpu:8.1f} {cpu / CPU['runc run']:8.2f}" if cpu is not None else ""
+        print(f"{name:52s} {ms:10.1f} {ms / runc:8.2f} {cpu_text}")
     start = results["python -c pass"]
     imports = results["python: import berth.runtime.cli"] - start
     work = results["berth API in-process (create+start+wait+delete)"]
