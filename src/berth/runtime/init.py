@@ -222,9 +222,9 @@ def _stage1(launch: Launch | None, proc: ProcessPlan, join_fds: list[tuple[int, 
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target)
-    if launch is None:
-        # exec: nothing in the container may ptrace or open /proc/<pid>/exe of this (host) interpreter
-        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    # Before joining anything: nothing in the container may ptrace this (host) interpreter or open its
+    # /proc/<pid>/exe (CVE-2016-9962, CVE-2019-5736). execve() makes the container's program dumpable again.
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
     for flag, fd in join_fds:
         linux.setns(fd, flag)
         os.close(fd)
