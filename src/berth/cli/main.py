@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from berth import __version__
 from berth.cli.context import Ctx, UsageError
 from berth.errors import BerthError
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # typing and dataclasses cost ~25 ms of imports per call: onl
     from typing import NoReturn
 
 PROG = "berth"
-BERTH_VERSION = "0.1.0"  # also in pyproject.toml; `berth version` reports it
+BERTH_VERSION = __version__
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Any
 
+from berth import __version__
 from berth.cli.context import Ctx
 from berth.cli.formatter import FormatError
 from berth.cli.gotemplate import Template, TemplateError
@@ -19,7 +20,7 @@ from berth.cli.gotypes import JsonStruct
 from berth.client.transport import CLIENT_MAX_API
 from berth.errors import BerthError
 
-BERTH_VERSION = "0.1.0"  # keep equal to berth.cli.main.BERTH_VERSION and pyproject.toml
+BERTH_VERSION = __version__
 
 
 def _client_info(ctx: Ctx, api: str | None) -> dict[str, Any]:
