@@ -98,6 +98,9 @@ def check_password(password: str, hashed: str) -> bool:
     return bool(out) and hmac.compare_digest(out, hashed.encode())
 
 
+_VERIFIED: set[bytes] = set()  # sha256(user, password, stored hash) of checks that passed
+
+
 @dataclass(frozen=True, slots=True)
 class Htpasswd:
     users: Mapping[str, str]
@@ -117,7 +120,18 @@ class Htpasswd:
 
     def check(self, user: str, password: str) -> bool:
         hashed = self.users.get(user)
-        return hashed is not None and check_password(password, hashed)
+        if hashed is None:
+            return False
+        # bcrypt costs milliseconds on purpose; a push is dozens of requests with the same credentials
+        key = hashlib.sha256(f"{user}\0{password}\0{hashed}".encode()).digest()
+        if key in _VERIFIED:
+            return True
+        if not check_password(password, hashed):
+            return False
+        if len(_VERIFIED) > 1024:
+            _VERIFIED.clear()
+        _VERIFIED.add(key)
+        return True
 
 
 def parse_basic(authorization: str | None) -> tuple[str, str] | None:

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from berth.content import BlobWriter
-from berth.errors import Unavailable
+from berth.errors import NotFound, Unavailable
 from berth.registry.names import UploadId
 from berth.registry.storage import FilesystemStorage, UploadSession
 
 DEFAULT_UPLOAD_TTL = 3600.0
+MAX_OPEN_WRITERS = 256
 
 
 @dataclass(slots=True)
@@ -32,8 +33,9 @@ class _Open:
 
 class UploadTable:
     def __init__(self, storage: FilesystemStorage, ttl: float = DEFAULT_UPLOAD_TTL,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, max_open: int = MAX_OPEN_WRITERS) -> None:
         self._storage = storage
+        self._max_open = max_open
         self._ttl = ttl
         self._clock = clock
         self._open: dict[UploadId, _Open] = {}
@@ -43,7 +45,8 @@ class UploadTable:
         """The session's writer, held exclusively for one request (a second concurrent request waits)."""
         entry = self._open.get(session.id)
         if entry is None:
-            entry = self._open[session.id] = _Open(self._storage.open_upload(session))
+            self._make_room()
+            entry = self._open[session.id] = _Open(self._storage.open_upload(session), used=self._clock())
         async with entry.lock:
             if self._open.get(session.id) is not entry:
                 raise Unavailable(f"upload {session.id} ended while this request waited for it")
@@ -52,13 +55,24 @@ class UploadTable:
             entry.used = self._clock()
         self._storage.touch_upload(session)
 
+    def _make_room(self) -> None:
+        """Keep at most max_open writers (each holds a file descriptor): close the least recently used idle
+        ones. Their partials stay (resumable); a later request reopens them and hashes from disk."""
+        idle = sorted((e.used, upload) for upload, e in self._open.items() if not e.lock.locked())
+        for _, upload in idle[:max(0, len(self._open) - self._max_open + 1)]:
+            self._open.pop(upload).writer.close()
+
+    @property
+    def open_writers(self) -> int:
+        return len(self._open)
+
     def peek_offset(self, session: UploadSession) -> int:
         entry = self._open.get(session.id)
         if entry is not None:
             return entry.writer.offset
         try:
             return self._storage.blobs.partial_size(f"upload-{session.id}")
-        except Exception:  # noqa: BLE001 - no partial yet: nothing uploaded
+        except NotFound:  # no partial yet: nothing uploaded
             return 0
 
     def finish(self, session: UploadSession, abort: bool) -> None:
@@ -70,7 +84,7 @@ class UploadTable:
             else:
                 entry.writer.close()
         elif abort:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Unavailable):  # held by another process: its owner or gc removes it
                 self._storage.open_upload(session).abort()
         self._storage.end_upload(session.id)
 
