@@ -413,3 +413,25 @@ def test_a_cgroup_namespace_is_rooted_at_the_container_s_cgroup(berth: Runtime, 
     lines = out.stdout.splitlines()
     assert sorted(line.split(":", 1)[1] for line in lines[:2]) == ["memory:/", "pids:/"]
     assert lines[2] == "77"
+
+
+def test_concurrent_operations_on_one_container_are_serialised(berth: Runtime, bundles: Bundles,
+                                                               request: pytest.FixtureRequest) -> None:
+    cid = container_id(request)
+    berth("run", "-d", "-b", str(bundles.make(["sleep", "1000"])), cid, check=True)
+    argv = [*berth.argv, "--root", str(berth.root)]
+    procs = [subprocess.Popen([*argv, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+             for args in (["pause", cid], ["delete", "--force", cid], ["delete", "--force", cid],
+                          ["kill", cid, "KILL"], ["resume", cid], ["delete", "--force", cid])]
+    results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
+    for p in procs:
+        if p.stderr:
+            p.stderr.close()
+    # every force delete succeeds (the later ones find nothing: fine with --force); the others either worked or
+    # failed cleanly on the state they found
+    assert [code for code, _ in results[1:3]] == [0, 0] and results[5][0] == 0
+    for code, err in results:
+        assert code == 0 or any(word in err for word in ("does not exist", "not running", "not paused",
+                                                         "cannot pause", "stopped")), err
+    assert berth.ids() == []

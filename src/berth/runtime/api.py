@@ -261,25 +261,26 @@ def _saved_spec(store: StateStore, container_id: str) -> Spec:
 def start(container_id: str, state_root: StrPath) -> None:
     """Let a created container's init exec its process."""
     store = StateStore(os.fspath(state_root))
-    record = store.load(container_id)
-    status = _status(store, record)
-    if status is not Status.CREATED:
-        raise Conflict(f"cannot start a container that is {status}; only a created one can be started")
-    fifo = store.fifo(container_id)
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        while True:
-            readable, _, _ = select.select([fd], [], [], 0.05)
-            if readable and os.read(fd, 1):
-                break
-            if not store.alive(record):
-                raise RuntimeFailure(f"container {container_id} exited before it could be started")
-            if readable:
-                time.sleep(0.001)  # EOF: the init has not opened its end yet
-    finally:
-        os.close(fd)
-    os.unlink(fifo)
-    _run_hooks(_saved_spec(store, container_id), "poststart", _report(store, record))
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = _status(store, record)
+        if status is not Status.CREATED:
+            raise Conflict(f"cannot start a container that is {status}; only a created one can be started")
+        fifo = store.fifo(container_id)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            while True:
+                readable, _, _ = select.select([fd], [], [], 0.05)
+                if readable and os.read(fd, 1):
+                    break
+                if not store.alive(record):
+                    raise RuntimeFailure(f"container {container_id} exited before it could be started")
+                if readable:
+                    time.sleep(0.001)  # EOF: the init has not opened its end yet
+        finally:
+            os.close(fd)
+        os.unlink(fifo)
+        _run_hooks(_saved_spec(store, container_id), "poststart", _report(store, record))
 
 
 def state(container_id: str, state_root: StrPath) -> ContainerReport:
@@ -300,67 +301,71 @@ def list_containers(state_root: StrPath) -> list[ContainerReport]:
 
 def kill(container_id: str, state_root: StrPath, sig: int = signal.SIGTERM, *, all_processes: bool = False) -> None:
     store = StateStore(os.fspath(state_root))
-    record = store.load(container_id)
-    status = _status(store, record)
-    if status is Status.STOPPED:
-        raise Conflict(f"container {container_id} is not running")
-    if all_processes:
-        for p in _open_cgroup(record).pids():
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
-        return
-    try:
-        os.kill(record.pid, sig)
-    except ProcessLookupError as exc:
-        raise Conflict(f"container {container_id} is not running") from exc
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = _status(store, record)
+        if status is Status.STOPPED:
+            raise Conflict(f"container {container_id} is not running")
+        if all_processes:
+            for p in _open_cgroup(record).pids():
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
+            return
+        try:
+            os.kill(record.pid, sig)
+        except ProcessLookupError as exc:
+            raise Conflict(f"container {container_id} is not running") from exc
 
 
 def delete(container_id: str, state_root: StrPath, *, force: bool = False) -> None:
     """Remove a stopped (or created) container: its processes, cgroup and state. A running one needs force."""
     store = StateStore(os.fspath(state_root))
-    record = store.load(container_id)
-    status = _status(store, record)
-    if status in (Status.RUNNING, Status.PAUSED) and not force:
-        raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
-    cgroup = _open_cgroup(record)
-    if status is Status.PAUSED:
-        cgroup.set_frozen(False)
-    if status is not Status.STOPPED:
-        _kill_and_reap(record.pid)
-    _kill_all(cgroup)
-    cgroup.destroy()
-    try:
-        spec = _saved_spec(store, container_id)
-    except (OSError, ValueError):
-        spec = None
-    report = ContainerReport(record.id, Status.STOPPED, 0, record.bundle, record.rootfs, record.created,
-                             record.owner, dict(record.annotations))
-    _remove_dir(store.dir(container_id))
-    if spec is not None:
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = _status(store, record)
+        if status in (Status.RUNNING, Status.PAUSED) and not force:
+            raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
+        cgroup = _open_cgroup(record)
+        if status is Status.PAUSED:
+            cgroup.set_frozen(False)
+        if status is not Status.STOPPED:
+            _kill_and_reap(record.pid)
+        _kill_all(cgroup)
+        cgroup.destroy()
         try:
-            _run_hooks(spec, "poststop", report)
-        except RuntimeFailure:
-            pass  # the spec says poststop failures are only logged; the container is gone either way
+            spec = _saved_spec(store, container_id)
+        except (OSError, ValueError):
+            spec = None
+        report = ContainerReport(record.id, Status.STOPPED, 0, record.bundle, record.rootfs, record.created,
+                                 record.owner, dict(record.annotations))
+        _remove_dir(store.dir(container_id))
+        if spec is not None:
+            try:
+                _run_hooks(spec, "poststop", report)
+            except RuntimeFailure:
+                pass  # the spec says poststop failures are only logged; the container is gone either way
 
 
 def pause(container_id: str, state_root: StrPath) -> None:
     store = StateStore(os.fspath(state_root))
-    record = store.load(container_id)
-    status = _status(store, record)
-    if status is not Status.RUNNING:
-        raise Conflict(f"container {container_id} is {status}, not running: cannot pause it")
-    _open_cgroup(record).set_frozen(True)
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = _status(store, record)
+        if status is not Status.RUNNING:
+            raise Conflict(f"container {container_id} is {status}, not running: cannot pause it")
+        _open_cgroup(record).set_frozen(True)
 
 
 def resume(container_id: str, state_root: StrPath) -> None:
     store = StateStore(os.fspath(state_root))
-    record = store.load(container_id)
-    status = _status(store, record)
-    if status is not Status.PAUSED:
-        raise Conflict(f"container {container_id} is {status}, not paused: cannot resume it")
-    _open_cgroup(record).set_frozen(False)
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = _status(store, record)
+        if status is not Status.PAUSED:
+            raise Conflict(f"container {container_id} is {status}, not paused: cannot resume it")
+        _open_cgroup(record).set_frozen(False)
 
 
 def processes(container_id: str, state_root: StrPath) -> list[int]:
@@ -380,32 +385,33 @@ def exec_process(container_id: str, state_root: StrPath, process: Process, *,
     """Run another process in a running container: its namespaces, cgroup, seccomp filter and the capabilities,
     user and rlimits of `process`. Returns its host pid (the caller is its subreaper)."""
     store = StateStore(os.fspath(state_root))
-    record = store.load(container_id)
-    status = _status(store, record)
-    if status not in (Status.RUNNING, Status.CREATED):
-        raise Conflict(f"cannot exec in a {status} container {container_id}")
-    if process.terminal and console_socket is None:
-        raise InvalidArgument("cannot allocate a tty without a console socket (process.terminal is true)")
-    spec = _saved_spec(store, container_id)
-    proc = launch.plan_process(process, record.rootfs)
-    join = sorted(((ns.type, f"/proc/{record.pid}/ns/{launch.NS_PROC_NAMES[ns.type]}") for ns in spec.linux.namespaces),
-                  key=lambda item: item[0] == "user")
-    console = None
-    if console_socket is not None and process.terminal:
-        console = _connect_console(console_socket) if isinstance(console_socket, str) else console_socket
-    try:
-        if spec.linux.seccomp is not None:
-            proc.seccomp = compile_filter(spec.linux.seccomp)
-        pid = init.spawn(None, proc, _open_cgroup(record), join=join, console=console, stdio=stdio,
-                         preserve_fds=preserve_fds)
-    finally:
-        if console is not None:
-            console.close()
-        if proc.seccomp is not None:
-            proc.seccomp.release()
-    if pid_file is not None:
-        _write_pid_file(pid_file, pid)
-    return pid
+    with store.lock(container_id):
+        record = store.load(container_id)
+        status = _status(store, record)
+        if status not in (Status.RUNNING, Status.CREATED):
+            raise Conflict(f"cannot exec in a {status} container {container_id}")
+        if process.terminal and console_socket is None:
+            raise InvalidArgument("cannot allocate a tty without a console socket (process.terminal is true)")
+        spec = _saved_spec(store, container_id)
+        proc = launch.plan_process(process, record.rootfs)
+        join = sorted(((ns.type, f"/proc/{record.pid}/ns/{launch.NS_PROC_NAMES[ns.type]}") for ns in spec.linux.namespaces),
+                      key=lambda item: item[0] == "user")
+        console = None
+        if console_socket is not None and process.terminal:
+            console = _connect_console(console_socket) if isinstance(console_socket, str) else console_socket
+        try:
+            if spec.linux.seccomp is not None:
+                proc.seccomp = compile_filter(spec.linux.seccomp)
+            pid = init.spawn(None, proc, _open_cgroup(record), join=join, console=console, stdio=stdio,
+                             preserve_fds=preserve_fds)
+        finally:
+            if console is not None:
+                console.close()
+            if proc.seccomp is not None:
+                proc.seccomp.release()
+        if pid_file is not None:
+            _write_pid_file(pid_file, pid)
+        return pid
 
 
 def wait(pid: int) -> int:

@@ -8,6 +8,7 @@ May import: berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from enum import StrEnum
 
@@ -75,6 +76,29 @@ def process_start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
+class ContainerLock:
+    """An exclusive flock on a container's state directory, for one operation (start, kill, delete...).
+
+    The directory itself is locked (util.locks locks files it creates, and imports pathlib, which the start path
+    avoids). A waiter whose container was deleted meanwhile holds a lock on a removed directory and then finds
+    no state: NotFound, as it should.
+    """
+    __slots__ = ("_fd",)
+
+    def __init__(self, directory: str, container_id: str) -> None:
+        try:
+            self._fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise NotFound(f"container {container_id} does not exist") from exc
+
+    def __enter__(self) -> ContainerLock:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self._fd)
+
+
 class StateStore:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -93,6 +117,9 @@ class StateStore:
         except FileExistsError as exc:
             raise Conflict(f"container with id {container_id} already exists") from exc
         return d
+
+    def lock(self, container_id: str) -> ContainerLock:
+        return ContainerLock(self.dir(container_id), container_id)
 
     def save(self, state: ContainerState) -> None:
         write_atomic(os.path.join(self.dir(state.id), "state.json"),
