@@ -23,6 +23,7 @@ import pytest
 from berth.errors import BerthError
 from berth.monitor import MonitorOptions, client, spawn
 from berth.monitor.protocol import read_frames
+from berth.monitor.spawn import stop_zygote
 from berth.runtime import api
 from berth.runtime.cgroups import open_cgroup
 from tests.runtime.conftest import default_config, make_rootfs
@@ -132,6 +133,7 @@ class Monitors:
     base: Path
     sockets: Path
     state_root: Path
+    zygote: str | None = None  # the fork server's socket, or None to exec each monitor
     made: list[Container] = field(default_factory=list)
 
     def options(self, args: list[str], *, tty: bool = False, mutate: Any = None, **opts: Any) -> MonitorOptions:
@@ -153,8 +155,11 @@ class Monitors:
     def spawn(self, args: list[str], **kwargs: Any) -> Container:
         options = self.options(args, **kwargs)
         container = self.made[-1]
-        container.monitor_pid = spawn(options)
+        container.monitor_pid = self.launch(options)
         return container
+
+    def launch(self, options: MonitorOptions) -> int:
+        return spawn(options, zygote=self.zygote)
 
     def cleanup(self) -> list[str]:
         left = []
@@ -194,11 +199,22 @@ class Monitors:
         return left
 
 
-@pytest.fixture
-def monitors(tmp_path: Path) -> Iterator[Monitors]:
+@pytest.fixture(scope="session")
+def zygote_path() -> Iterator[str]:
+    """One monitor fork server for the session (started on first use by spawn), stopped at the end."""
+    directory = tempfile.mkdtemp(prefix="bz", dir="/tmp")
+    path = os.path.join(directory, "zygote.sock")
+    yield path
+    stop_zygote(path)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["exec", "zygote"])
+def monitors(request: pytest.FixtureRequest, tmp_path: Path, zygote_path: str) -> Iterator[Monitors]:
+    """Monitors started both ways: a fresh interpreter each, or forked by the zygote."""
     # unix socket paths are limited to 107 bytes: a short directory rather than tmp_path
     sockets = Path(tempfile.mkdtemp(prefix="bm", dir="/tmp"))
-    m = Monitors(tmp_path, sockets, tmp_path / "state")
+    m = Monitors(tmp_path, sockets, tmp_path / "state", zygote_path if request.param == "zygote" else None)
     try:
         yield m
     finally:

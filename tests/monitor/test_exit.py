@@ -113,11 +113,12 @@ def test_the_monitor_survives_the_death_of_its_spawner(monitors: Monitors) -> No
     options = monitors.options(["sh", "-c", "read x; echo after $x"], stdin=True)
     container = monitors.made[-1]
     code = ("import sys, os, pickle; from berth.monitor import spawn; "
-            "o = pickle.loads(bytes.fromhex(sys.argv[1])); print(spawn(o), flush=True); "
+            "o = pickle.loads(bytes.fromhex(sys.argv[1])); print(spawn(o, zygote=sys.argv[2] or None), flush=True); "
             "print(os.getsid(0), flush=True); import time; time.sleep(100)")
     import pickle
 
-    spawner = subprocess.Popen([sys.executable, "-c", code, pickle.dumps(options).hex()], stdout=subprocess.PIPE,
+    spawner = subprocess.Popen([sys.executable, "-c", code, pickle.dumps(options).hex(),
+                                monitors.zygote or ""], stdout=subprocess.PIPE,
                                text=True)
     try:
         assert spawner.stdout is not None

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from berth.errors import Conflict, InvalidArgument, NotFound
-from berth.monitor import spawn
 from berth.runtime.cgroups import open_cgroup
 from tests.monitor.conftest import Monitors, processes_mentioning, read_all, streams
 
@@ -31,7 +30,7 @@ def assert_nothing_left(monitors: Monitors) -> None:
 def test_a_missing_executable_reaches_the_spawner_with_the_runtimes_message(monitors: Monitors) -> None:
     options = monitors.options(["nope"])
     with pytest.raises(NotFound, match=r'exec: "nope": executable file not found in \$PATH'):
-        spawn(options)
+        monitors.launch(options)
     assert_nothing_left(monitors)
 
 
@@ -39,7 +38,7 @@ def test_a_bundle_without_config_is_reported(monitors: Monitors) -> None:
     options = monitors.options(["true"])
     os.unlink(os.path.join(options.bundle, "config.json"))
     with pytest.raises(NotFound, match="config.json does not exist"):
-        spawn(options)
+        monitors.launch(options)
     assert_nothing_left(monitors)
 
 
@@ -49,7 +48,7 @@ def test_a_tty_option_without_a_terminal_in_the_config_is_reported(monitors: Mon
     options = type(options)(**{**{n: getattr(options, n) for n in options.__record_fields__}, "tty": True})
     assert json.loads(bundle_cfg.read_text())["process"]["terminal"] is False
     with pytest.raises(InvalidArgument, match="process.terminal"):
-        spawn(options)
+        monitors.launch(options)
     assert_nothing_left(monitors)
 
 
@@ -59,7 +58,7 @@ def test_a_terminal_in_the_config_without_the_tty_option_is_reported(monitors: M
 
     options = monitors.options(["true"], mutate=terminal)
     with pytest.raises(InvalidArgument, match="console socket"):
-        spawn(options)
+        monitors.launch(options)
     assert_nothing_left(monitors)
 
 
@@ -68,7 +67,7 @@ def test_an_unknown_runtime_binary_is_reported(monitors: Monitors) -> None:
     options = type(options)(**{**{n: getattr(options, n) for n in options.__record_fields__},
                                "runtime": "/nonexistent/runc"})
     with pytest.raises(NotFound, match="/nonexistent/runc not found"):
-        spawn(options)
+        monitors.launch(options)
     assert_nothing_left(monitors)
 
 
@@ -78,7 +77,7 @@ def test_a_socket_served_by_a_live_monitor_is_not_taken_over(monitors: Monitors)
     options = type(options)(**{**{n: getattr(options, n) for n in options.__record_fields__},
                                "socket": first.options.socket})
     with pytest.raises(Conflict, match="already listens"):
-        spawn(options)
+        monitors.launch(options)
     assert first.call("status")["status"] == "created"
 
 
@@ -89,7 +88,7 @@ def test_a_stale_socket_and_stale_exit_file_are_replaced(monitors: Monitors) -> 
     stale.close()  # a socket file nobody listens on: its monitor died
     Path(options.container_dir, "exit.json").write_text('{"exit_code": 99}')
     c = monitors.made[-1]
-    c.monitor_pid = spawn(options)
+    c.monitor_pid = monitors.launch(options)
     assert not c.exit_file.exists()
     attach = c.attach()
     c.start()

@@ -48,11 +48,11 @@ def test_a_restarted_container_appends_to_its_log(monitors: Monitors) -> None:
     again = monitors.options(["true"])
     # the same container (id, dir, bundle) started again, as `docker start` does
     c2 = monitors.made[-1]
-    from berth.monitor import MonitorOptions, spawn
+    from berth.monitor import MonitorOptions
 
     c2.options = MonitorOptions(c.options.container_id, c.options.bundle, c.options.state_root,
                                 c.options.container_dir, again.socket)
-    c2.monitor_pid = spawn(c2.options)
+    c2.monitor_pid = monitors.launch(c2.options)
     assert not c2.exit_file.exists()
     c2.start()
     assert c2.exited()["exit_code"] == 0

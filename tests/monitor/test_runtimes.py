@@ -12,7 +12,6 @@ import subprocess
 import pytest
 
 from berth.errors import RuntimeFailure
-from berth.monitor import spawn
 from tests.monitor.conftest import Monitors, read_all, streams
 
 pytestmark = [pytest.mark.root, pytest.mark.interop]
@@ -65,7 +64,7 @@ def test_a_kill_through_an_external_runtime_is_137(monitors: Monitors, runtime: 
 def test_a_create_error_of_an_external_runtime_reaches_the_spawner(monitors: Monitors, runtime: str) -> None:
     options = monitors.options(["nope"], runtime=runtime)
     with pytest.raises(RuntimeFailure, match="nope.*not found in \\$PATH"):
-        spawn(options)
+        monitors.launch(options)
     assert runtime_ids(runtime, options.state_root) == []
     assert not os.path.lexists(options.socket)
 

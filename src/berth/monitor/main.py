@@ -26,6 +26,15 @@ def _close_inherited(keep: int) -> None:
                 pass  # the directory fd listdir used, closed already
 
 
+def _name_process() -> None:
+    """`berth-monitor` in ps and /proc/<pid>/comm, rather than python (or the zygote it was forked from)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("berth-monitor")
+    except OSError:
+        pass
+
+
 def _say(fd: int, line: str) -> None:
     if fd < 0:
         if line.startswith("E"):
@@ -45,6 +54,7 @@ def main(argv: list[str]) -> int:
         opts = parse_args(argv)
         ready = opts.ready_fd
         _close_inherited(ready)
+        _name_process()
         from berth.monitor.server import Monitor
 
         monitor = Monitor(opts)
