@@ -413,6 +413,9 @@ def test_referrers_api_lists_manifests_with_a_subject(request: pytest.FixtureReq
                                            f"?artifactType=application/vnd.example.sbom"))
     assert [d["digest"] for d in r.json()["manifests"]] == [sbom.digest]
     assert r.headers["OCI-Filters-Applied"] == "artifactType"
+    assert registry.session.delete(url(registry, f"/v2/{repo}/manifests/{sig.digest}")).status_code == 202
+    r = registry.session.get(url(registry, f"/v2/{repo}/referrers/{img.manifest.digest}"))
+    assert [d["digest"] for d in r.json()["manifests"]] == [sbom.digest]
     r = registry.session.get(url(registry, f"/v2/{repo}/referrers/{sha(b'nothing refers here')}"))
     assert r.status_code == 200
     assert r.json()["manifests"] == []
