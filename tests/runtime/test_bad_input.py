@@ -212,3 +212,16 @@ def test_bind_mount_options_are_applied(berth: Runtime, bundles: Bundles, tmp_pa
     assert lines[2].split()[:2] == ["/etc/hostsfile", "ro,relatime"]
     assert lines[3:] == ["Read-only file system", "rw-ok", "x"]
     assert (src / "new").exists()
+
+
+@pytest.mark.parametrize("propagation, shared", [("rshared", True), ("shared", True), ("rprivate", False),
+                                                 ("rslave", False)])
+def test_rootfs_propagation(berth: Runtime, bundles: Bundles, request: pytest.FixtureRequest, propagation: str,
+                            shared: bool) -> None:
+    def prop(c: dict[str, Any]) -> None:
+        c["linux"]["rootfsPropagation"] = propagation
+        c["process"]["args"] = ["awk", "$5 == \"/\"", "/proc/self/mountinfo"]
+
+    out = berth("run", "-b", str(bundles.make([], mutate=prop)), container_id(request))
+    assert out.returncode == 0 and out.stdout.count("\n") == 1, out
+    assert ("shared:" in out.stdout) is shared, out.stdout

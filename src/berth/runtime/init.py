@@ -278,6 +278,7 @@ def _init(launch: Launch, sync_w: int, console: socket.socket | None) -> None:
     finally:
         os.close(root_fd)
     mounts.pivot(launch.rootfs)
+    mounts.set_root_propagation(launch.rootfs_propagation)
     if launch.process.terminal:
         if console is None:
             raise InvalidArgument("process.terminal is set but no console socket was given")

@@ -219,7 +219,26 @@ def _locked_flags(path: str) -> int:
 def prepare_root(rootfs: str, propagation: str | None) -> None:
     """In the new mount namespace: stop mounts propagating to the host, and make the rootfs a mount point."""
     linux.mount("", "/", None, PROPAGATION[propagation] if propagation else linux.MS_SLAVE | linux.MS_REC)
+    # pivot_root refuses a new root whose parent mount is shared (rootfsPropagation "shared" makes it so)
+    linux.mount("", _mount_point_of(rootfs), None, linux.MS_PRIVATE)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+
+
+def _mount_point_of(path: str) -> str:
+    """The mount point under which path lies (the longest mount point that is a prefix of it)."""
+    best = "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f.read().decode().splitlines():
+            point = line.split(" ", 5)[4].replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+                best = point
+    return best
+
+
+def set_root_propagation(propagation: str | None) -> None:
+    """After pivot_root: the spec's rootfsPropagation on the container's own root (runc does the same)."""
+    if propagation is not None:
+        linux.mount("", "/", None, PROPAGATION[propagation])
 
 
 def pivot(rootfs: str) -> None:
