@@ -14,8 +14,10 @@ import os
 import sys
 import time
 
-# A short-lived process that allocates little: the cyclic GC would only run during the imports below.
-gc.disable()
+# As the `berth-runtime` command, a short-lived process that allocates little: the cyclic GC would only run during
+# the imports below. Imported as a module (tests, an engine), the host process keeps its GC.
+if sys.argv and sys.argv[0].endswith("berth-runtime"):
+    gc.disable()
 
 from berth.errors import BerthError, InvalidArgument  # noqa: E402
 from berth.runtime import commands  # noqa: E402
