@@ -19,14 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from berth.content import BlobWriter
 from berth.errors import Conflict, Corrupt, DigestMismatch, InvalidArgument, LimitExceeded, NotFound, Unavailable
 from berth.oci.digest import Digest
 from berth.registry.auth import BASE, CATALOG, Access, Authorizer, OpenAccess, TokenAuth
 from berth.registry.errors import ErrorCode, RegistryError
 from berth.registry.manifests import MAX_MANIFEST_BYTES, parse_manifest
 from berth.registry.names import NAME_PATTERN, RepoName, Tag, UploadId
-from berth.registry.storage import FilesystemStorage, UploadSession
+from berth.registry.storage import RegistryStorage, UploadSession, UploadWriter
 from berth.registry.uploads import DEFAULT_UPLOAD_TTL, UploadTable
 
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -86,7 +85,7 @@ def _page(items: list[str], n: int | None, last: str) -> tuple[list[str], bool]:
 
 
 class Registry:
-    def __init__(self, storage: FilesystemStorage, auth: Authorizer | None = None,
+    def __init__(self, storage: RegistryStorage, auth: Authorizer | None = None,
                  upload_ttl: float = DEFAULT_UPLOAD_TTL) -> None:
         self.storage = storage
         self.auth: Authorizer = auth or OpenAccess()
@@ -274,14 +273,14 @@ class Registry:
         return await self._finish(request, session, _parse_digest(expected))
 
     @contextlib.asynccontextmanager
-    async def _writer(self, session: UploadSession) -> AsyncIterator[BlobWriter]:
+    async def _writer(self, session: UploadSession) -> AsyncIterator[UploadWriter]:
         try:
             async with self.uploads.writer(session) as writer:
                 yield writer
         except Unavailable as exc:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, str(exc), status=409) from exc
 
-    async def _receive(self, request: web.Request, writer: BlobWriter) -> None:
+    async def _receive(self, request: web.Request, writer: UploadWriter) -> None:
         """Append the request body at the writer's offset; a Content-Range must start exactly there."""
         content_range = request.headers.get("Content-Range")
         length = request.content_length
@@ -315,15 +314,13 @@ class Registry:
         async with self._writer(session) as writer:
             if request.can_read_body:
                 await self._receive(request, writer)
-            # The digest is known only now, at the end: commit() checks it and drops the partial on a mismatch.
-            writer.expected = digest
             try:
-                info = await self._run(self.storage.commit_upload, session.repo, writer)
+                committed = await self._run(self.storage.commit_upload, session.repo, writer, digest)
             except DigestMismatch as exc:
                 self.uploads.finish(session, abort=True)
                 raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from exc
         self.uploads.finish(session, abort=False)
-        return self._blob_created(session.repo, info.digest)
+        return self._blob_created(session.repo, committed)
 
     # -- manifests ----------------------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from berth.content import BlobInfo, BlobStore, BlobWriter
-from berth.errors import InvalidArgument, NotFound
+from berth.content import BlobStore, BlobWriter
+from berth.errors import InvalidArgument, NotFound, Unavailable
 from berth.oci.digest import Digest
 from berth.registry.manifests import ManifestInfo, parse_manifest
 from berth.registry.names import RepoName, Tag, UploadId
@@ -55,9 +55,20 @@ class UploadSession:
     started: float
 
 
+class UploadWriter(Protocol):
+    """The partial blob of one upload session (berth.content's BlobWriter is one)."""
+
+    @property
+    def offset(self) -> int: ...
+    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
 class BlobStorage(Protocol):
     def blob_size(self, repo: RepoName, digest: Digest) -> int: ...
-    def blob_path(self, repo: RepoName, digest: Digest) -> Path: ...
+    def blob_path(self, repo: RepoName, digest: Digest) -> Path: ...  # for sendfile; an object store: a URL
+    def read_blob(self, repo: RepoName, digest: Digest, limit: int) -> bytes: ...
     def link_blob(self, repo: RepoName, digest: Digest) -> None: ...
     def unlink_blob(self, repo: RepoName, digest: Digest) -> None: ...
 
@@ -65,8 +76,16 @@ class BlobStorage(Protocol):
 class UploadStorage(Protocol):
     def start_upload(self, repo: RepoName) -> UploadSession: ...
     def upload_session(self, repo: RepoName, upload: UploadId) -> UploadSession: ...
-    def open_upload(self, session: UploadSession) -> BlobWriter: ...
-    def end_upload(self, upload: UploadId) -> None: ...
+    def open_upload(self, upload: UploadId) -> UploadWriter: ...
+    def commit_upload(self, repo: RepoName, writer: UploadWriter, digest: Digest) -> Digest: ...
+    def upload_offset(self, upload: UploadId) -> int: ...
+    def drop_upload(self, upload: UploadId) -> None: ...
+
+
+class UploadExpiry(Protocol):
+    def upload_sessions(self) -> Iterator[tuple[UploadId, float]]: ...
+    def touch_upload(self, upload: UploadId) -> None: ...
+    def drop_upload(self, upload: UploadId) -> None: ...
 
 
 class ManifestStorage(Protocol):
@@ -76,6 +95,10 @@ class ManifestStorage(Protocol):
     def tags(self, repo: RepoName) -> list[str]: ...
     def repositories(self) -> list[str]: ...
     def referrers(self, repo: RepoName, subject: Digest) -> list[dict[str, Any]]: ...
+
+
+class RegistryStorage(BlobStorage, UploadStorage, UploadExpiry, ManifestStorage, Protocol):
+    """Everything the HTTP layer uses; a backend implements this (gc is per backend)."""
 
 
 class FilesystemStorage:
@@ -123,17 +146,29 @@ class FilesystemStorage:
             raise NotFound(f"blob {digest} is not in repository {repo}")
         return self.blobs.path(digest)
 
+    def read_blob(self, repo: RepoName, digest: Digest, limit: int) -> bytes:
+        if not self._layer_link(repo, digest).exists():
+            raise NotFound(f"blob {digest} is not in repository {repo}")
+        return self.blobs.read_bytes(digest, limit)
+
     def link_blob(self, repo: RepoName, digest: Digest) -> None:
         """Make a committed blob servable from repo (a cross-repository mount)."""
         with self.writing():
             self._link(repo, digest)
 
-    def commit_upload(self, repo: RepoName, writer: BlobWriter) -> BlobInfo:
-        """Verify and commit an upload's blob and link it into repo, as one step for a concurrent gc."""
+    def commit_upload(self, repo: RepoName, writer: UploadWriter, digest: Digest) -> Digest:
+        """Verify and commit an upload's blob and link it into repo, as one step for a concurrent gc.
+
+        DigestMismatch (and the partial dropped) when the bytes are not `digest`.
+        """
+        if not isinstance(writer, BlobWriter):
+            raise InvalidArgument(f"not a writer of this storage: {type(writer).__name__}")
+        # The digest is known only now, at the end of the upload: commit() checks it.
+        writer.expected = digest
         with self.writing():
             info = writer.commit()
             self._link(repo, info.digest)
-        return info
+        return info.digest
 
     def _link(self, repo: RepoName, digest: Digest) -> None:
         if not self.blobs.has(digest):
@@ -175,12 +210,22 @@ class FilesystemStorage:
             raise NotFound(f"upload {upload} does not belong to repository {repo}")
         return UploadSession(upload, repo, float(raw.get("started", 0.0)))
 
-    def open_upload(self, session: UploadSession) -> BlobWriter:
-        """The session's partial blob, locked; resumable, so closing it keeps the bytes for the next request."""
-        return self.blobs.writer(f"upload-{session.id}", resumable=True, wait=False)
+    def open_upload(self, upload: UploadId) -> BlobWriter:
+        """The session's partial blob, locked (Unavailable if another writer has it); resumable, so closing
+        it keeps the bytes for the next request."""
+        return self.blobs.writer(f"upload-{upload}", resumable=True, wait=False)
 
-    def end_upload(self, upload: UploadId) -> None:
+    def upload_offset(self, upload: UploadId) -> int:
+        try:
+            return self.blobs.partial_size(f"upload-{upload}")
+        except NotFound:  # no bytes yet
+            return 0
+
+    def drop_upload(self, upload: UploadId) -> None:
+        """Forget the session and its partial (one whose writer is open elsewhere is left to gc)."""
         (self._uploads / f"{upload}.json").unlink(missing_ok=True)
+        with contextlib.suppress(Unavailable):
+            self.open_upload(upload).abort()
 
     def upload_sessions(self) -> Iterator[tuple[UploadId, float]]:
         """Each session on disk with the time it was last touched."""
@@ -193,9 +238,9 @@ class FilesystemStorage:
                     except (InvalidArgument, FileNotFoundError):
                         continue
 
-    def touch_upload(self, session: UploadSession) -> None:
+    def touch_upload(self, upload: UploadId) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.utime(self._uploads / f"{session.id}.json")
+            os.utime(self._uploads / f"{upload}.json")
 
     # -- manifests ----------------------------------------------------------------------------------
 
@@ -293,6 +338,8 @@ class FilesystemStorage:
         out: list[dict[str, Any]] = []
         with contextlib.suppress(FileNotFoundError), os.scandir(refdir) as it:
             for e in sorted(it, key=lambda e: e.name):
+                if e.name.startswith("."):
+                    continue  # an atomic write in progress
                 with contextlib.suppress(FileNotFoundError, ValueError):
                     out.append(json.loads(Path(e.path).read_bytes()))
         return out

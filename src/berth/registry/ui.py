@@ -24,7 +24,7 @@ from berth.registry.auth import CATALOG, Access
 from berth.registry.errors import RegistryError
 from berth.registry.manifests import INDEX_TYPES
 from berth.registry.names import RepoName, Tag
-from berth.registry.storage import FilesystemStorage
+from berth.registry.storage import RegistryStorage
 
 MAX_CONFIG_BYTES = 20 << 20
 
@@ -73,7 +73,7 @@ def _table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 
 class Pages:
-    def __init__(self, storage: FilesystemStorage, authorize: Callable[[web.Request, Access], str]) -> None:
+    def __init__(self, storage: RegistryStorage, authorize: Callable[[web.Request, Access], str]) -> None:
         self._storage = storage
         self._authorize = authorize
 
@@ -149,8 +149,8 @@ class Pages:
         config: Mapping[str, Any] = {}
         cdesc = raw.get("config") or {}
         try:
-            config = json.loads(self._storage.blobs.read_bytes(Digest.parse(str(cdesc.get("digest"))),
-                                                               MAX_CONFIG_BYTES))
+            config = json.loads(self._storage.read_blob(name, Digest.parse(str(cdesc.get("digest"))),
+                                                        MAX_CONFIG_BYTES))
         except (BerthError, ValueError):
             out.append("<p class=empty>config blob unavailable</p>")
         if isinstance(config, Mapping) and config:

@@ -1,9 +1,9 @@
 """Upload sessions in progress: their open, hashing blob writers kept between requests, and their expiry.
 
-A chunked upload is many requests (POST, PATCH..., PUT). Keeping the session's BlobWriter open between
-them keeps its running sha256, so the final PUT needs no second pass over the data; a server restart
-loses only that shortcut (the writer reopens the partial and hashes it from disk). Sessions idle longer
-than `ttl` are aborted: their partial and session file are removed.
+A chunked upload is many requests (POST, PATCH..., PUT). Keeping the session's writer open between them keeps
+its running sha256, so the final PUT needs no second pass over the data; a server restart (or the writer being
+closed to stay under `max_open`) loses only that shortcut: the writer reopens the partial and hashes it from
+disk. Sessions idle longer than `ttl` are dropped with their partial.
 May import: berth.content, berth.oci, berth.util, berth.errors.
 """
 
@@ -14,25 +14,30 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from berth.content import BlobWriter
-from berth.errors import NotFound, Unavailable
+from berth.errors import Unavailable
 from berth.registry.names import UploadId
-from berth.registry.storage import FilesystemStorage, UploadSession
+from berth.registry.storage import UploadExpiry, UploadSession, UploadWriter
 
 DEFAULT_UPLOAD_TTL = 3600.0
 MAX_OPEN_WRITERS = 256
 
 
+class _Uploads(UploadExpiry, Protocol):
+    def open_upload(self, upload: UploadId) -> UploadWriter: ...
+    def upload_offset(self, upload: UploadId) -> int: ...
+
+
 @dataclass(slots=True)
 class _Open:
-    writer: BlobWriter
+    writer: UploadWriter
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     used: float = 0.0
 
 
 class UploadTable:
-    def __init__(self, storage: FilesystemStorage, ttl: float = DEFAULT_UPLOAD_TTL,
+    def __init__(self, storage: _Uploads, ttl: float = DEFAULT_UPLOAD_TTL,
                  clock: Callable[[], float] = time.time, max_open: int = MAX_OPEN_WRITERS) -> None:
         self._storage = storage
         self._max_open = max_open
@@ -41,26 +46,26 @@ class UploadTable:
         self._open: dict[UploadId, _Open] = {}
 
     @contextlib.asynccontextmanager
-    async def writer(self, session: UploadSession) -> AsyncIterator[BlobWriter]:
+    async def writer(self, session: UploadSession) -> AsyncIterator[UploadWriter]:
         """The session's writer, held exclusively for one request (a second concurrent request waits)."""
         entry = self._open.get(session.id)
         if entry is None:
             self._make_room()
-            entry = self._open[session.id] = _Open(self._storage.open_upload(session), used=self._clock())
+            entry = self._open[session.id] = _Open(self._storage.open_upload(session.id), used=self._clock())
         async with entry.lock:
             if self._open.get(session.id) is not entry:
                 raise Unavailable(f"upload {session.id} ended while this request waited for it")
             entry.used = self._clock()
             yield entry.writer
             entry.used = self._clock()
-        self._storage.touch_upload(session)
+        self._storage.touch_upload(session.id)
 
     def _make_room(self) -> None:
         """Keep at most max_open writers (each holds a file descriptor): close the least recently used idle
         ones. Their partials stay (resumable); a later request reopens them and hashes from disk."""
-        idle = sorted((e.used, upload) for upload, e in self._open.items() if not e.lock.locked())
+        idle = sorted((e.used, upload.value) for upload, e in self._open.items() if not e.lock.locked())
         for _, upload in idle[:max(0, len(self._open) - self._max_open + 1)]:
-            self._open.pop(upload).writer.close()
+            self._open.pop(UploadId(upload)).writer.close()
 
     @property
     def open_writers(self) -> int:
@@ -68,12 +73,7 @@ class UploadTable:
 
     def peek_offset(self, session: UploadSession) -> int:
         entry = self._open.get(session.id)
-        if entry is not None:
-            return entry.writer.offset
-        try:
-            return self._storage.blobs.partial_size(f"upload-{session.id}")
-        except NotFound:  # no partial yet: nothing uploaded
-            return 0
+        return entry.writer.offset if entry is not None else self._storage.upload_offset(session.id)
 
     def finish(self, session: UploadSession, abort: bool) -> None:
         """Forget the session: its writer is closed (aborted: the partial is dropped) and its file removed."""
@@ -83,31 +83,22 @@ class UploadTable:
                 entry.writer.abort()
             else:
                 entry.writer.close()
-        elif abort:
-            with contextlib.suppress(Unavailable):  # held by another process: its owner or gc removes it
-                self._storage.open_upload(session).abort()
-        self._storage.end_upload(session.id)
+        self._storage.drop_upload(session.id)
 
     def expire(self) -> list[UploadId]:
-        """Abort sessions idle longer than the ttl, open here or left on disk by an earlier server."""
+        """Drop sessions idle longer than the ttl, open here or left on disk by an earlier server."""
         now = self._clock()
         gone: list[UploadId] = []
         for upload, entry in list(self._open.items()):
             if not entry.lock.locked() and now - entry.used > self._ttl:
                 self._open.pop(upload, None)
                 entry.writer.abort()
-                self._storage.end_upload(upload)
+                self._storage.drop_upload(upload)
                 gone.append(upload)
         for upload, touched in list(self._storage.upload_sessions()):
-            if upload in self._open or now - touched <= self._ttl:
-                continue
-            try:
-                writer = self._storage.blobs.writer(f"upload-{upload}", resumable=True, wait=False)
-            except Unavailable:
-                continue  # another process is writing it
-            writer.abort()
-            self._storage.end_upload(upload)
-            gone.append(upload)
+            if upload not in self._open and upload not in gone and now - touched > self._ttl:
+                self._storage.drop_upload(upload)
+                gone.append(upload)
         return gone
 
     def close_all(self) -> None:
@@ -115,4 +106,3 @@ class UploadTable:
         for entry in self._open.values():
             entry.writer.close()
         self._open.clear()
-
