@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,13 +113,15 @@ def test_start_twice_is_refused_and_the_first_start_stands(monitors: Monitors) -
 def test_the_monitor_survives_the_death_of_its_spawner(monitors: Monitors) -> None:
     options = monitors.options(["sh", "-c", "read x; echo after $x"], stdin=True)
     container = monitors.made[-1]
-    code = ("import sys, os, pickle; from berth.monitor import spawn; "
+    marker = monitors.base / "engine-state.lock"
+    code = ("import sys, os, pickle, socket; from berth.monitor import spawn; "
+            "held = [open(sys.argv[3], 'w'), socket.socket(socket.AF_INET, socket.SOCK_STREAM)]; "
             "o = pickle.loads(bytes.fromhex(sys.argv[1])); print(spawn(o, zygote=sys.argv[2] or None), flush=True); "
             "print(os.getsid(0), flush=True); import time; time.sleep(100)")
     import pickle
 
     spawner = subprocess.Popen([sys.executable, "-c", code, pickle.dumps(options).hex(),
-                                monitors.zygote or ""], stdout=subprocess.PIPE,
+                                monitors.zygote or "", str(marker)], stdout=subprocess.PIPE,
                                text=True)
     try:
         assert spawner.stdout is not None
@@ -132,13 +135,21 @@ def test_the_monitor_survives_the_death_of_its_spawner(monitors: Monitors) -> No
     with open(f"/proc/{container.monitor_pid}/stat") as f:
         assert int(f.read().rsplit(")", 1)[1].split()[1]) not in (spawner.pid, os.getpid())  # not our child
     fds = os.listdir(f"/proc/{container.monitor_pid}/fd")
-    targets = [os.readlink(f"/proc/{container.monitor_pid}/fd/{fd}") for fd in fds]
-    assert not [t for t in targets if str(spawner.pid) in t]
+    targets = {int(fd): os.readlink(f"/proc/{container.monitor_pid}/fd/{fd}") for fd in fds}
+    assert targets[0] == targets[1] == "/dev/null"
+    assert targets[2] == str(container.dir / "monitor.log")
+    allowed = {str(container.log_file), str(container.dir / "monitor.log"), "/dev/null"}
+    assert [t for t in targets.values() if t not in allowed and not t.startswith(("pipe:", "socket:"))] == []
+    assert str(marker) not in targets.values()
+    # a socket of the spawner would be a TCP one here: the monitor has only unix sockets (/proc/net/unix)
+    unix_inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+    assert all(t[8:-1] in unix_inodes for t in targets.values() if t.startswith("socket:"))
     attach = container.attach(stdin=True)
     container.start()
     attach.sendall(b"ok\n")
     assert streams(read_all(attach))[0] == b"after ok\n"
     assert container.exited()["exit_code"] == 0
+    assert [e["log"] for e in container.log_entries()] == ["after ok\n"]
 
 
 def test_sigint_and_sighup_do_not_stop_the_monitor_or_reach_the_container(monitors: Monitors) -> None:

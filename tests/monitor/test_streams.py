@@ -3,11 +3,13 @@ clients, stdin with and without stdin-once, half-close, and output that nobody i
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
 import pytest
 
+from berth.monitor import client
 from tests.monitor.conftest import Monitors, read_all, streams
 
 pytestmark = pytest.mark.root
@@ -138,3 +140,23 @@ def test_a_flood_of_output_with_a_slow_client_is_neither_lost_nor_reordered(moni
     assert err == b"end\n"
     logged = "".join(e["log"] for e in c.log_entries() if e["stream"] == "stdout")
     assert logged == "x" * 8_000_000 + "\n"
+
+
+def test_a_client_that_never_reads_cannot_keep_a_killed_container_alive(monitors: Monitors) -> None:
+    c = monitors.spawn(["sh", "-c", "while true; do echo spam spam spam spam spam spam spam; done"])
+    stuck = c.attach()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.start()
+    time.sleep(0.5)  # the client's buffers fill; the monitor holds the container's output back
+    waiter = client.connect(c.options.socket)
+    waiter.sendall(b'{"op": "wait"}\n')
+    time.sleep(0.1)
+    begun = time.monotonic()
+    c.kill()
+    assert json.loads(read_all(waiter))["exit_code"] == 137
+    assert time.monotonic() - begun < 3  # not held up by the stuck client
+    assert c.exited()["exit_code"] == 137
+    assert time.monotonic() - begun < 15
+    entries = c.log_entries()
+    assert entries and all(e["log"] == "spam spam spam spam spam spam spam\n" for e in entries)
+    stuck.close()

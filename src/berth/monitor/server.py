@@ -180,7 +180,8 @@ class Monitor:
         want: dict[int, int] = {self.wake_r: _IN}
         if self.listener is not None:
             want[self.listener.fileno()] = _IN
-        held = any(len(c.outbuf) > CLIENT_BACKLOG for c in self.clients.values())
+        # after the exit, read on regardless: what is still in the pipes must reach the log before the end
+        held = self.exit is None and any(len(c.outbuf) > CLIENT_BACKLOG for c in self.clients.values())
         if not held:
             for fd in self.outputs:
                 want[fd] = _IN
@@ -476,20 +477,28 @@ class Monitor:
                 self._late_request(client, deadline)
             elif client.kind == "wait":
                 client.outbuf += reply(self.exit)
-            remaining = deadline - time.monotonic()
-            if client.outbuf and remaining > 0:
-                try:
-                    client.sock.settimeout(remaining)
-                    client.sock.sendall(client.outbuf)
-                except OSError:
-                    pass
-            self._drop(client)
+            client.kind = "closing"
+            client.reading = False
+            self._flush_client(client)  # waiters' answers go out now, whatever a stuck attach client does
+        self._flush_until(deadline)
+        for client in list(self.clients.values()):
+            self._drop(client)  # a client that did not read its output in time loses the rest
         self._close_all()
+
+    def _flush_until(self, deadline: float) -> None:
+        while self.clients and (remaining := deadline - time.monotonic()) > 0:
+            poller = select.poll()
+            for client in self.clients.values():
+                poller.register(client.fd, _OUT)
+            for fd, _ in poller.poll(remaining * 1000):
+                if fd in self.clients:
+                    self._flush_client(self.clients[fd])
 
     def _late_request(self, client: Client, deadline: float) -> None:
         assert self.exit is not None
         try:
             client.sock.settimeout(max(0.01, min(0.5, deadline - time.monotonic())))
+            # a blocking read: the request may be on its way
             while b"\n" not in client.inbuf and len(client.inbuf) < MAX_REQUEST:
                 data = client.sock.recv(4096)
                 if not data:
@@ -498,6 +507,8 @@ class Monitor:
             request = parse_request(bytes(client.inbuf.split(b"\n", 1)[0]))
         except (OSError, InvalidArgument):
             return
+        finally:
+            client.sock.setblocking(False)
         if isinstance(request, Wait):
             client.outbuf += reply(self.exit)
         elif isinstance(request, Status):
