@@ -158,3 +158,23 @@ def test_skopeo_with_token_auth_follows_the_acl(token: RegistryServer, tmp_path:
     assert skopeo("inspect", "--tls-verify=false", "--no-creds", alice_ref).returncode != 0
     p = skopeo("delete", "--tls-verify=false", "--creds", "alice:alice-secret", alice_ref)
     assert p.returncode == 0, p.stderr
+
+
+# -- the web UI -----------------------------------------------------------------------------------
+
+def test_ui_asks_for_basic_credentials_and_applies_them(basic: RegistryServer) -> None:
+    r = requests.get(url(basic, "/"))
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert requests.get(url(basic, "/"), auth=("alice", "wrong")).status_code == 401
+    assert requests.get(url(basic, "/"), auth=("alice", "alice-secret")).status_code == 200
+
+
+def test_ui_with_token_auth_uses_the_same_users_and_rights(token: RegistryServer) -> None:
+    r = requests.get(url(token, "/ui/repository?name=alice/app"))
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Basic realm=")  # a browser cannot do the token dance
+    assert requests.get(url(token, "/ui/repository?name=alice/app"), auth=("bob", "nope")).status_code == 401
+    assert requests.get(url(token, "/ui/repository?name=bob/app"), auth=("alice", "alice-secret")).status_code == 401
+    r = requests.get(url(token, "/ui/repository?name=alice/app"), auth=("bob", "bob-secret"))
+    assert r.status_code in (200, 404)  # allowed: the repository may or may not exist yet

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import secrets
 import sys
 from collections.abc import Sequence
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
+            logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
             if (args.tls_cert is None) != (args.tls_key is None):
                 raise SystemExit("berth registry: --tls-cert and --tls-key go together")
             registry = Registry(FilesystemStorage(args.root), _authorizer(args), args.upload_ttl)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from berth.registry.names import NAME_PATTERN, RepoName, Tag, UploadId
 from berth.registry.storage import RegistryStorage, UploadSession, UploadWriter
 from berth.registry.uploads import DEFAULT_UPLOAD_TTL, UploadTable
 
+_log = logging.getLogger("berth.registry")
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
 MAX_PAGE = 10_000
 MAX_N = 1 << 31
@@ -453,6 +455,9 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
             if isinstance(exc, kind):
                 resp = _error_response(RegistryError(code, str(exc), status=status))
                 break
+    except Exception as exc:  # a bug or an OS error: log it, answer in the spec's format, keep serving
+        _log.exception("%s %s failed", request.method, request.path)
+        resp = _error_response(RegistryError(ErrorCode.UNKNOWN, f"internal error: {type(exc).__name__}"))
     if request.path.startswith("/v2"):
         resp.headers[API_VERSION[0]] = API_VERSION[1]
     return resp

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     DENIED = "DENIED"
     UNSUPPORTED = "UNSUPPORTED"
     TOOMANYREQUESTS = "TOOMANYREQUESTS"
+    UNKNOWN = "UNKNOWN"  # distribution's code for an internal error
 
 
 HTTP_STATUS = {
@@ -49,6 +50,7 @@ HTTP_STATUS = {
     ErrorCode.DENIED: 403,
     ErrorCode.UNSUPPORTED: 405,
     ErrorCode.TOOMANYREQUESTS: 429,
+    ErrorCode.UNKNOWN: 500,
 }
 
 

@@ -175,7 +175,9 @@ class FilesystemStorage:
             raise NotFound(f"blob {digest} is not in the store")
         link = self._layer_link(repo, digest)
         link.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(link, b"", durable=False)  # a fresh mtime: gc keeps young links (gc.py)
+        # An empty file: O_CREAT alone is atomic, and concurrent links of one blob must not race on a temp name.
+        os.close(os.open(link, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
+        os.utime(link)  # a fresh mtime: gc keeps young links (gc.py)
 
     def unlink_blob(self, repo: RepoName, digest: Digest) -> None:
         try:
