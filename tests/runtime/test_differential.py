@@ -165,7 +165,9 @@ def run_pair(berth: Runtime, runc: Runtime, pair: tuple[Path, Path], request: py
         out.append({"seen": sections(text), "host": host})
     # the root mount names each runtime's own bundle
     for result, bundle in zip(out, pair, strict=True):
-        result["seen"]["mountinfo"] = [line.replace(str(bundle), "<bundle>") for line in result["seen"]["mountinfo"]]
+        if "mountinfo" in result["seen"]:
+            result["seen"]["mountinfo"] = [line.replace(str(bundle), "<bundle>")
+                                           for line in result["seen"]["mountinfo"]]
     return out[0], out[1]
 
 
@@ -249,3 +251,18 @@ def test_a_user_namespace_looks_the_same_from_inside(berth: Runtime, runc: Runti
     assert a["seen"]["id"] == ["uid=0(root) gid=0(root)"]
     # the devices could not be made with mknod in a user namespace: they are the host's, bind-mounted
     assert "crw-rw-rw- null" in a["seen"]["dev"]
+
+
+def test_the_session_keyring_is_the_container_s_own(berth: Runtime, runc: Runtime, two_bundles: Any,
+                                                   bundles: Bundles, request: pytest.FixtureRequest) -> None:
+    """Like runc, a fresh session keyring named _ses.<id> (keyctl is allowed here: no seccomp profile)."""
+    if bundles.probe is None:
+        pytest.skip("no C compiler to build the probe (apt install gcc libc6-dev)")
+
+    def keys(cfg: dict[str, Any]) -> None:
+        cfg["process"]["args"] = ["sh", "-c", 'exec > "/out/$CID.txt" 2>&1; echo "== keys"; probe session; '
+                                  "echo '== end'"]
+
+    a, b = run_pair(berth, runc, two_bundles(keys), request)
+    assert a["seen"]["keys"] == ["_ses." + container_id(request, "-b")]
+    assert b["seen"]["keys"] == ["_ses." + container_id(request, "-r")]

@@ -134,7 +134,7 @@ def _run_hooks(spec: Spec, kind: str, report: ContainerReport) -> None:
 
 def create(container_id: str, bundle: StrPath, state_root: StrPath, *, console_socket: str | socket.socket | None = None,
            pid_file: StrPath | None = None, stdio: tuple[int, int, int] | None = None, preserve_fds: int = 0,
-           spec: Spec | None = None) -> int:
+           spec: Spec | None = None, new_keyring: bool = True) -> int:
     """Create the container: namespaces, cgroup, rootfs; its init waits for `start`. Returns the init's pid.
 
     The calling process becomes a child subreaper (PR_SET_CHILD_SUBREAPER): the init is reparented to it.
@@ -149,6 +149,8 @@ def create(container_id: str, bundle: StrPath, state_root: StrPath, *, console_s
         raise InvalidArgument("cannot allocate a tty without a console socket (process.terminal is true)")
     cgroup = open_cgroup(spec.linux.cgroups_path, container_id)
     plan = launch.plan_launch(spec, str(bundle), cgroup)
+    if new_keyring:
+        plan.session_keyring = f"_ses.{container_id}"
     state_dir = store.reserve(container_id)
     console: socket.socket | None = None
     fifo_fd = -1

@@ -71,9 +71,16 @@ def dispatch(command: str, opts: Opts, root: str) -> int:
     return int(_COMMANDS[command](opts, root))
 
 
+def _refuse_no_pivot(opts: Opts) -> None:
+    if opts.flag("no-pivot"):
+        raise InvalidArgument("--no-pivot is not supported: berth-runtime always uses pivot_root")
+
+
 def cmd_create(opts: Opts, root: str) -> int:
+    _refuse_no_pivot(opts)
     api.create(_one_id(opts, "create"), _bundle(opts), root, console_socket=opts.get("console-socket"),
-               pid_file=_pid_file(opts), preserve_fds=int(opts.get("preserve-fds") or 0))
+               pid_file=_pid_file(opts), preserve_fds=int(opts.get("preserve-fds") or 0),
+               new_keyring=not opts.flag("no-new-keyring"))
     return 0
 
 
@@ -138,6 +145,7 @@ def _receive_master(sock: socket.socket) -> int:
 
 
 def cmd_run(opts: Opts, root: str) -> int:
+    _refuse_no_pivot(opts)
     cid = _one_id(opts, "run")
     bundle = _bundle(opts)
     detach = opts.flag("detach")
@@ -151,7 +159,8 @@ def cmd_run(opts: Opts, root: str) -> int:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         console = theirs
     pid = api.create(cid, bundle, root, console_socket=console, pid_file=_pid_file(opts),
-                     preserve_fds=int(opts.get("preserve-fds") or 0), spec=spec)
+                     preserve_fds=int(opts.get("preserve-fds") or 0), spec=spec,
+                     new_keyring=not opts.flag("no-new-keyring"))
     try:
         master = _receive_master(ours) if ours is not None else None
         api.start(cid, root)

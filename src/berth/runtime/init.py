@@ -290,6 +290,12 @@ def _init(launch: Launch, sync_w: int, console: socket.socket | None) -> None:
         devices.become_console_owner(slave)
     elif console is not None:
         console.close()
+    if launch.session_keyring is not None:
+        try:
+            linux.join_session_keyring(launch.session_keyring)
+        except OSError as exc:
+            if exc.errno not in (38, 1):  # ENOSYS (no keys support), EPERM (keys restricted): go on, as runc does
+                raise
     if launch.hostname is not None:
         linux.sethostname(launch.hostname)
     if launch.domainname is not None:

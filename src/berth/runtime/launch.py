@@ -72,6 +72,7 @@ class Launch:
     readonly_root: bool
     rootfs_propagation: str | None
     process: ProcessPlan
+    session_keyring: str | None = None  # "_ses.<id>", as runc names it; None: keep the caller's
 
 
 def _env_with_home(env: tuple[str, ...], home: str) -> tuple[str, ...]:

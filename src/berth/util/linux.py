@@ -201,3 +201,16 @@ def bpf(cmd: int, attr: bytes) -> int:
     if ret < 0:
         raise _fail(f"bpf({cmd})")
     return ret
+
+
+_SYS_KEYCTL = 250
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str) -> int:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring, so a container never shares the
+    runtime's (root's) keys. Returns the keyring's serial."""
+    ret: int = _libc.syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, name.encode(), 0, 0, 0)
+    if ret < 0:
+        raise _fail(f"keyctl(JOIN_SESSION_KEYRING, {name!r})")
+    return ret
