@@ -435,3 +435,15 @@ def test_concurrent_operations_on_one_container_are_serialised(berth: Runtime, b
         assert code == 0 or any(word in err for word in ("does not exist", "not running", "not paused",
                                                          "cannot pause", "stopped")), err
     assert berth.ids() == []
+
+
+def test_ps_lists_the_container_s_processes_as_a_table(berth: Runtime, bundles: Bundles,
+                                                        request: pytest.FixtureRequest) -> None:
+    cid = container_id(request)
+    berth("run", "-d", "-b", str(bundles.make(["sleep", "1000"])), cid, check=True)
+    pid = _state(berth, cid)["pid"]
+    table = berth("ps", cid, check=True).stdout.splitlines()
+    assert "PID" in table[0].split() and len(table) == 2
+    assert str(pid) in table[1].split() and "sleep 1000" in table[1]
+    custom = berth("ps", cid, "-o", "pid,comm", check=True).stdout.split()
+    assert custom == ["PID", "COMMAND", str(pid), "sleep"]
