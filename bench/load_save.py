@@ -6,7 +6,8 @@ Scenarios (each a `bench.harness.Scenario`, engines alternating round by round):
           does), and `tar -x` of its layers into an empty dir (creating the files, the rest of a load).
   save    `save -o out.tar berth-bench:1`; the file is deleted (untimed) before every round. Floor: `cp` of the tar.
   images  `images` with 101 images present (100 distinct tiny ones plus the bench image) in both engines.
-  start   the CLI's own start: `berth --version` vs `docker --version` (no daemon involved).
+  start   the CLI's own start: `berth --version` vs `docker --version` (no daemon involved); floor: the venv's
+          `python -c pass`.
   version one round trip: `berth version -f x` vs `docker version --format x`.
 Plus an import-time breakdown of `berth --version` (`python -X importtime`).
 
@@ -196,6 +197,8 @@ def start_scenario(rounds: int) -> Scenario:
     return Scenario("start", "the CLI's own start: --version, no daemon", (
         Contender("berth", [BERTH, "--version"], client="berth CLI"),
         Contender("docker", [DOCKER_CLI, "--version"], client=_version_of([DOCKER_CLI]), env=_docker_env()),
+        # The floor of any console script in this venv: the interpreter starting, site and all.
+        Contender("python", [sys.executable, "-c", "pass"], client="python -c pass"),
     ), rounds=rounds, warmup=3, sync=False)
 
 
