@@ -305,10 +305,10 @@ class Registry:
             buf += piece
             received += len(piece)
             if len(buf) >= CHUNK:
-                await self._run(writer.write, bytes(buf))
+                await self._run(writer.write, buf)  # done with buf before it is reused: no copy needed
                 buf.clear()
         if buf:
-            await self._run(writer.write, bytes(buf))
+            await self._run(writer.write, buf)
         if length is not None and received != length:
             raise RegistryError(ErrorCode.SIZE_INVALID, f"got {received} bytes of a {length}-byte body")
 
