@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from berth.oci.digest import Digest
@@ -63,3 +64,23 @@ def test_an_upload_continues_after_a_server_restart(tmp_path: Path) -> None:
         r = second.session.put(with_query(location(second, r), digest=digest))
         assert r.status_code == 201, r.text
         assert second.session.get(url(second, f"/v2/restart/app/blobs/{digest}")).content == data
+
+
+def test_the_server_expires_idle_upload_sessions(tmp_path: Path) -> None:
+    with start_berth(tmp_path, "--upload-ttl", "1") as server:
+        r = server.session.post(url(server, "/v2/idle/app/blobs/uploads/"))
+        loc = location(server, r)
+        assert server.session.patch(loc, data=b"x" * 1000).status_code == 202
+        assert os.listdir(server.root / "content" / "ingest") != []
+        deadline = time.monotonic() + 10
+        while server.session.get(loc).status_code != 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.session.get(loc).status_code == 404
+        assert os.listdir(server.root / "content" / "ingest") == []
+        assert os.listdir(server.root / "uploads") == []
+        busy = location(server, server.session.post(url(server, "/v2/idle/app/blobs/uploads/")))
+        for _ in range(6):  # touched every 0.4 s: stays alive past its 1 s ttl
+            time.sleep(0.4)
+            r = server.session.patch(busy, data=b"y" * 10)
+            assert r.status_code == 202
+            busy = location(server, r)

@@ -78,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (args.tls_cert is None) != (args.tls_key is None):
                 raise SystemExit("berth registry: --tls-cert and --tls-key go together")
             registry = Registry(FilesystemStorage(args.root), _authorizer(args), args.upload_ttl)
-            asyncio.run(serve(registry, ServeOptions(args.listen[0], args.listen[1], args.tls_cert, args.tls_key)))
+            # look for idle sessions a few times per ttl, at most once a minute
+            interval = min(60.0, max(0.5, args.upload_ttl / 4))
+            asyncio.run(serve(registry, ServeOptions(args.listen[0], args.listen[1], args.tls_cert, args.tls_key,
+                                                     interval)))
             return 0
         report = collect(FilesystemStorage(args.root), grace=args.grace, dry_run=args.dry_run)
         print(json.dumps(report.to_json(), indent=1))
