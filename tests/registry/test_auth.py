@@ -178,3 +178,21 @@ def test_ui_with_token_auth_uses_the_same_users_and_rights(token: RegistryServer
     assert requests.get(url(token, "/ui/repository?name=bob/app"), auth=("alice", "alice-secret")).status_code == 401
     r = requests.get(url(token, "/ui/repository?name=alice/app"), auth=("bob", "bob-secret"))
     assert r.status_code in (200, 404)  # allowed: the repository may or may not exist yet
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", ["basic", "token"])
+def test_skopeo_login_checks_the_password(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    needs("skopeo")
+    server: RegistryServer = request.getfixturevalue(kind)
+    authfile = str(tmp_path / "auth.json")
+    p = skopeo("login", "--tls-verify=false", "--authfile", authfile, "-u", "alice", "-p", "wrong", server.host)
+    assert p.returncode != 0
+    p = skopeo("login", "--tls-verify=false", "--authfile", authfile, "-u", "alice", "-p", "alice-secret",
+               server.host)
+    assert p.returncode == 0, p.stderr
+    ref = f"docker://{server.host}/alice/login-{kind}:v1"
+    p = skopeo("copy", "--dest-tls-verify=false", "--authfile", authfile, layout(tmp_path), ref)
+    assert p.returncode == 0, p.stderr
+    p = skopeo("inspect", "--tls-verify=false", "--authfile", authfile, ref)
+    assert p.returncode == 0, p.stderr
