@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,13 @@ def test_signals_do_not_leak_through_the_external_runtime(monitors: Monitors, ru
     attach = c.attach(stdin=True)
     attach.sendall(b"alive\n")
     assert streams(read_all(attach))[0] == b"alive\n"
+
+
+def test_an_oom_kill_under_an_external_runtime_is_recorded(monitors: Monitors, runtime: str) -> None:
+    def limit(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["resources"]["memory"] = {"limit": 8 << 20, "swap": 8 << 20}
+
+    c = monitors.spawn(["sh", "-c", "head -c 100000000 /dev/zero | tail"], mutate=limit, runtime=runtime)
+    c.start()
+    done = c.exited()
+    assert done["oom_killed"] is True and done["exit_code"] == 137

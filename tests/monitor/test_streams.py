@@ -142,6 +142,7 @@ def test_a_flood_of_output_with_a_slow_client_is_neither_lost_nor_reordered(moni
     assert logged == "x" * 8_000_000 + "\n"
 
 
+@pytest.mark.slow
 def test_a_client_that_never_reads_cannot_keep_a_killed_container_alive(monitors: Monitors) -> None:
     c = monitors.spawn(["sh", "-c", "while true; do echo spam spam spam spam spam spam spam; done"])
     stuck = c.attach()

@@ -81,6 +81,7 @@ class CommandDriver:
     def __init__(self, binary: str, container_id: str, bundle: str, state_root: str, work_dir: str) -> None:
         self.binary, self.container_id, self.bundle, self.state_root = binary, container_id, bundle, state_root
         self.work_dir = work_dir  # short-lived files of create: pid file, runtime log, console socket
+        self.memory_cgroup = ""   # where the runtime put the init (runc and crun place a default one differently)
 
     def _run(self, args: list[str], stdio: tuple[int, int, int] | None = None) -> None:
         import subprocess  # only containers on an external runtime pay for it
@@ -120,6 +121,7 @@ class CommandDriver:
             try:
                 with open(pid_file) as f:
                     pid = int(f.read().strip())
+                self.memory_cgroup = _memory_cgroup_of(pid)
                 master = None
                 if listener is not None:
                     listener.settimeout(10)
@@ -149,11 +151,29 @@ class CommandDriver:
     def oom_killed(self) -> bool:
         from berth.runtime.cgroups import open_cgroup
 
-        spec = api.load_spec(self.bundle)
-        return open_cgroup(spec.linux.cgroups_path, self.container_id).oom_kills() > 0
+        if not self.memory_cgroup.strip("/"):
+            return False  # in the root cgroup: no limit, and no count of its own
+        return open_cgroup(self.memory_cgroup, self.container_id).oom_kills() > 0
 
     def delete(self) -> None:
         self._run(["delete", "--force", self.container_id])
+
+
+def _memory_cgroup_of(pid: int) -> str:
+    """The absolute path of pid's memory cgroup (v1), or of its cgroup (v2): "" if unknown."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    unified = ""
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return path
+        if controllers == "":
+            unified = path
+    return unified
 
 
 def _last_error(log: str) -> str:
