@@ -4,12 +4,14 @@ request parser and Docker's stream framing."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from berth.errors import InvalidArgument
+from berth.errors import Conflict, InvalidArgument
+from berth.monitor.listen import listen_unix
 from berth.monitor.logfile import LINE_LIMIT, JsonLog, encode_entry, timestamp
 from berth.monitor.options import MonitorOptions, parse_args
 from berth.monitor.protocol import Attach, Resize, Start, Status, Wait, frame, parse_request, read_frames
@@ -145,3 +147,18 @@ def test_frames_round_trip_and_a_partial_frame_waits_for_more() -> None:
     frames, rest = read_frames(data + frame(1, b"tail")[:6])
     assert frames == [(1, b"hello"), (2, b""), (2, b"x" * 70000)]
     assert rest == frame(1, b"tail")[:6]
+
+
+def test_a_listening_socket_is_born_0600_and_never_takes_over_a_live_one(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    first = listen_unix(path, "a monitor")
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        with pytest.raises(Conflict, match="a monitor already listens on"):
+            listen_unix(path, "a monitor")
+    finally:
+        first.close()
+    second = listen_unix(path, "a monitor")  # the file is stale now: replaced
+    second.close()
+    with pytest.raises(InvalidArgument, match="longer than the 107 bytes"):
+        listen_unix(str(tmp_path / ("x" * 120)), "a monitor")

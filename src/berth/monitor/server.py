@@ -16,8 +16,9 @@ import socket
 import sys
 import time
 
-from berth.errors import BerthError, Conflict, InvalidArgument
+from berth.errors import BerthError, InvalidArgument
 from berth.monitor.drivers import make_driver
+from berth.monitor.listen import listen_unix
 from berth.monitor.logfile import JsonLog, timestamp
 from berth.monitor.protocol import MAX_REQUEST, Attach, Resize, Start, Status, Wait, frame, parse_request, reply
 from berth.util import linux
@@ -101,7 +102,8 @@ class Monitor:
                 os.unlink(os.path.join(opts.container_dir, name))
             except FileNotFoundError:
                 pass
-        self.listener = self._listen(opts.socket)
+        self.listener = listen_unix(opts.socket, "a monitor")
+        self.listener.setblocking(False)
         child_ends: list[int] = []
         try:
             self.log = JsonLog(opts.log_path, opts.log_max_size, opts.log_max_file)
@@ -137,31 +139,6 @@ class Monitor:
             self.outputs[_nonblocking(r)] = stream
             ends.append(w)
         return ends[0], ends[1], ends[2]
-
-    @staticmethod
-    def _listen(path: str) -> socket.socket:
-        if len(path.encode()) > 107:
-            raise InvalidArgument(f"monitor socket path {path} is longer than the 107 bytes a unix socket allows")
-        if os.path.lexists(path):
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(path)
-            except OSError:
-                os.unlink(path)  # stale: its monitor is gone
-            else:
-                raise Conflict(f"a monitor already listens on {path}")
-            finally:
-                probe.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # the socket is born 0600: no window in which others could connect
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        sock.listen(64)
-        sock.setblocking(False)
-        return sock
 
     # ---- loop ------------------------------------------------------------------------------------------------
 

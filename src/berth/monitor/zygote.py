@@ -22,6 +22,7 @@ import sys
 import traceback
 
 from berth.errors import Conflict, InvalidArgument
+from berth.monitor.listen import listen_unix
 from berth.runtime import jsonio
 
 READY_FD = 3
@@ -38,29 +39,6 @@ def code_stamp() -> str:
                 if entry.name.endswith(".py"):
                     newest = max(newest, entry.stat().st_mtime_ns)
     return str(newest)
-
-
-def listen(path: str) -> socket.socket:
-    if len(path.encode()) > 107:
-        raise InvalidArgument(f"zygote socket path {path} is longer than the 107 bytes a unix socket allows")
-    if os.path.lexists(path):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)
-        else:
-            raise Conflict(f"a monitor zygote already listens on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(path)
-    finally:
-        os.umask(old)
-    sock.listen(64)
-    return sock
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
@@ -160,7 +138,7 @@ def main(argv: list[str]) -> int:
     path = argv[0]
     stamp = code_stamp()
     try:
-        listener = listen(path)
+        listener = listen_unix(path, "a monitor zygote")
     except Conflict:
         listener = None  # another spawner started one at the same moment: it serves
     except (OSError, InvalidArgument) as exc:
