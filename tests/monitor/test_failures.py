@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +149,41 @@ def test_clients_that_vanish_mid_stream_do_not_hurt_the_monitor(monitors: Monito
     assert streams(read_all(keeper))[0] == b"".join(b"line%d\n" % i for i in range(3000))
     assert c.exited()["exit_code"] == 0
     half.close()
+
+
+def test_the_documented_command_line_runs_a_monitor_in_the_foreground(monitors: Monitors) -> None:
+    options = monitors.options(["sh", "-c", "echo foreground; exit 5"])
+    proc = subprocess.Popen([sys.executable, "-m", "berth.monitor", *options.to_argv()], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    c = monitors.made[-1]
+    c.monitor_pid = proc.pid
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(options.socket):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        attach = c.attach()
+        c.start()
+        assert streams(read_all(attach))[0] == b"foreground\n"
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert json.loads(c.exit_file.read_text())["exit_code"] == 5
+
+
+def test_the_command_line_reports_a_create_error_on_stderr(monitors: Monitors) -> None:
+    options = monitors.options(["nope"])
+    proc = subprocess.run([sys.executable, "-m", "berth.monitor", *options.to_argv()], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert 'exec: "nope": executable file not found in $PATH' in proc.stderr
+    assert_nothing_left(monitors)
+
+
+def test_the_command_line_refuses_bad_options(monitors: Monitors) -> None:
+    proc = subprocess.run([sys.executable, "-m", "berth.monitor", "--id", "x", "--log-max-file", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "max-file must be at least 1" in proc.stderr or "missing monitor option" in proc.stderr
