@@ -187,3 +187,12 @@ def test_the_command_line_refuses_bad_options(monitors: Monitors) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "max-file must be at least 1" in proc.stderr or "missing monitor option" in proc.stderr
+
+
+def test_a_missing_container_directory_is_reported(monitors: Monitors) -> None:
+    options = monitors.options(["true"])
+    options = type(options)(**{**{n: getattr(options, n) for n in options.__record_fields__},
+                               "container_dir": options.container_dir + "/missing"})
+    with pytest.raises(NotFound, match="container directory .*/missing does not exist"):
+        monitors.launch(options)
+    assert_nothing_left(monitors)

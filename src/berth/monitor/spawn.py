@@ -19,7 +19,7 @@ import sys
 import time
 
 from berth import errors
-from berth.errors import BerthError, RuntimeFailure
+from berth.errors import BerthError, NotFound, RuntimeFailure
 from berth.monitor.options import MonitorOptions, parse_args
 from berth.runtime import jsonio
 
@@ -49,7 +49,12 @@ def spawn(options: MonitorOptions, *, python: str | None = None, timeout: float 
     """
     argv = monitor_argv(options, python)
     log_path = os.path.join(options.container_dir, "monitor.log")
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except FileNotFoundError as exc:
+        raise NotFound(f"container directory {options.container_dir} does not exist") from exc
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot open the monitor's log {log_path}: {exc.strerror}") from exc
     ready_r, ready_w = os.pipe()
     try:
         try:
