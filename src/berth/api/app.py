@@ -113,7 +113,7 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from berth.api import distribution, images, system  # the route tables
+    from berth.api import containers, distribution, images, system  # the route tables
 
     app = web.Application(middlewares=[_errors_and_headers], client_max_size=0)
     app[ENGINE_KEY] = engine
@@ -121,4 +121,5 @@ def make_app(engine: Engine) -> web.Application:
     system.register(router)
     distribution.register(router)  # before images: POST /images/{name}/push ahead of any catch-all
     images.register(router)
+    containers.register(router)
     return app

@@ -14,6 +14,7 @@ import signal
 import socket
 import stat
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from berth.errors import BerthError, Conflict, InvalidArgument
@@ -86,13 +87,15 @@ async def _serve(args: argparse.Namespace) -> None:
     lock_fd = try_lock(exec_root / "berthd.lock")
     if lock_fd is None:
         raise Conflict(f"another berthd is running with --exec-root {exec_root}; stop it or choose another")
+    # Blocking engine calls run in threads, and some block for long (wait, attach, logs -f): room for many.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=512, thread_name_prefix="api"))
     engine = Engine(EngineConfig(root, exec_root))
     for cleaned in engine.recover():
         log.info("recovered: %s", cleaned)
     hosts = args.host or [DEFAULT_HOST]
     sockets = [_bind_unix(_unix_path(h), args.group) for h in hosts]
     app = make_app(engine)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     for sock in sockets:
         await web.SockSite(runner, sock).start()
@@ -107,6 +110,7 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         log.info("berthd shutting down")
+        engine.shutdown()
         await runner.cleanup()
         for h in hosts:
             with contextlib.suppress(FileNotFoundError):

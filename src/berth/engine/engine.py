@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.content.store import BlobStore
+from berth.engine.lifecycle import ContainerService
 from berth.images.records import ImageRecords
 from berth.images.service import ImageService
+from berth.monitor.spawn import spawn
 from berth.snapshots.store import Snapshotter
 from berth.util.atomic import write_atomic
 
@@ -36,7 +38,10 @@ class Engine:
         self.blobs = BlobStore(root / "content")
         self.snapshots = Snapshotter(root / "snapshots")
         self.records = ImageRecords(root / "images", clock)
-        self.images = ImageService(self.blobs, self.snapshots, self.records, clock=clock)
+        self.images = ImageService(self.blobs, self.snapshots, self.records,
+                                   containers_using=lambda image_id: self.containers.using_image(image_id),
+                                   clock=clock)
+        self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots, spawn)
         self.id = self._engine_id(root)
 
     @staticmethod
@@ -46,6 +51,10 @@ class Engine:
             write_atomic(path, str(uuid.uuid4()).encode())
         return path.read_text().strip()
 
+    def shutdown(self) -> None:
+        self.containers.shutdown()
+
     def recover(self) -> list[str]:
-        """After a crash: drop temp leftovers. Returns what was cleaned, for the log."""
-        return self.snapshots.cleanup()
+        """After a crash or a restart: drop temp leftovers, then pick up the containers' monitors again.
+        Returns what was done, for the log."""
+        return [*self.snapshots.cleanup(), *self.containers.reconcile()]

@@ -1,0 +1,291 @@
+"""Container endpoints: create, start, attach, wait, logs, stop, kill, restart, pause, unpause, rename, resize,
+delete, list, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from berth.api import containers_json, hijack
+from berth.api.app import Router, engine_of, json_response, prepare_headers
+from berth.api.params import boolean, check_filters, filters, integer
+from berth.engine.containers import Container, Status
+from berth.engine.lifecycle import CreateRequest, iter_log, parse_signal
+from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.oci.config import rfc3339_to_unix
+
+T = TypeVar("T")
+
+
+async def _blocking(fn: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def _graph(engine: Any, c: Container) -> dict[str, str]:
+    snap = engine.snapshots.root
+    return {"MergedDir": str(c.dir / "bundle" / "rootfs"), "UpperDir": str(snap), "WorkDir": str(snap)}
+
+
+async def create(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    try:
+        body = await request.json(loads=json.loads)
+    except ValueError:
+        raise InvalidArgument("the create request body is not valid JSON") from None
+    draft = containers_json.parse_create(body)
+    name = request.query.get("name", "")
+    c = await _blocking(lambda: engine.containers.create(CreateRequest(name, draft)))
+    return json_response({"Id": c.id, "Warnings": []}, status=201)
+
+
+async def start(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    await _blocking(lambda: engine.containers.start(request.match_info["id"]))
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    engine = engine_of(request)
+    ref = request.match_info["id"]
+    condition = request.query.get("condition") or "not-running"
+    engine.containers.get(ref)   # 404 before the headers go out
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    prepare_headers(resp)
+    await resp.prepare(request)   # headers at once: the CLI waits for them before it starts the container
+    try:
+        state = await _blocking(lambda: engine.containers.wait(ref, condition))
+        body: dict[str, Any] = {"Error": None, "StatusCode": state.exit_code}
+        if state.error and condition != "removed":
+            body["Error"] = {"Message": state.error}
+    except BerthError as exc:
+        body = {"Error": {"Message": str(exc)}, "StatusCode": -1}
+    with contextlib.suppress(ConnectionError):   # the CLI drops a wait it no longer needs (run -d)
+        await resp.write(json.dumps(body).encode() + b"\n")
+        await resp.write_eof()
+    return resp
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    engine = engine_of(request)
+    ref = request.match_info["id"]
+    c = engine.containers.get(ref)
+    stdin, stdout, stderr = boolean(request, "stdin"), boolean(request, "stdout"), boolean(request, "stderr")
+    content_type = "application/vnd.docker.raw-stream" if c.config.tty else \
+        "application/vnd.docker.multiplexed-stream"
+    transport, raw = await hijack.upgrade(request, content_type)
+    try:
+        upstream = await _blocking(lambda: engine.containers.attach(c.id, stdin, stdout, stderr))
+    except BerthError as exc:
+        transport.write(f"Error attaching: {exc}\n".encode())
+        transport.close()
+        return web.StreamResponse(status=101)
+    await hijack.relay(transport, raw, upstream, stdin)
+    return web.StreamResponse(status=101)
+
+
+def _frame(stream: str, data: bytes) -> bytes:
+    kind = 2 if stream == "stderr" else 1
+    return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    engine = engine_of(request)
+    c = engine.containers.get(request.match_info["id"])
+    want = {s for s in ("stdout", "stderr") if boolean(request, s)}
+    if not want:
+        raise InvalidArgument("You must choose at least one stream")
+    follow, timestamps = boolean(request, "follow"), boolean(request, "timestamps")
+    since = float(request.query.get("since") or 0)
+    until = float(request.query.get("until") or 0)
+    tail_text = request.query.get("tail", "all")
+    tail = None if tail_text in ("", "all") else int(tail_text)
+    resp = web.StreamResponse()
+    prepare_headers(resp)
+    await resp.prepare(request)
+    path = engine.containers.logs_path(c)
+
+    def render(line: bytes) -> bytes | None:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return None
+        if entry.get("stream") not in want:
+            return None
+        when = entry.get("time", "")
+        t = rfc3339_to_unix(when)
+        if (since and t < since) or (until and t > until):
+            return None
+        data = entry.get("log", "").encode()
+        if timestamps:
+            data = when.encode() + b" " + data
+        return data if c.config.tty else _frame(entry["stream"], data)
+
+    lines = await _blocking(lambda: list(iter_log(path)))
+    if tail is not None:
+        lines = lines[-tail:] if tail > 0 else []
+    for line in lines:
+        out = render(line)
+        if out:
+            await resp.write(out)
+    with contextlib.suppress(ConnectionError):   # a `logs -f` client going away ends the stream
+        if follow:
+            await _follow(engine, c, path, render, resp, sum(len(x) for x in lines) if tail is None else None)
+        await resp.write_eof()
+    return resp
+
+
+async def _follow(engine: Any, c: Container, path: Path, render: Callable[[bytes], bytes | None],
+                  resp: web.StreamResponse, offset: int | None) -> None:
+    """Tail the log until the container stops running and the file has no more."""
+    try:
+        pos = path.stat().st_size if offset is None else offset
+    except FileNotFoundError:
+        pos = 0
+    pending = b""
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            pos += len(chunk)
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                out = render(line)
+                if out:
+                    await resp.write(out)
+            continue
+        try:
+            current = engine.containers.store.load(c.id)
+        except NotFound:
+            return
+        if current.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING, Status.CREATED):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def stop(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    t = integer(request, "t")
+    sig = request.query.get("signal")
+    await _blocking(lambda: engine.containers.stop(request.match_info["id"], t, parse_signal(sig) if sig else None))
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    sig = parse_signal(request.query.get("signal") or "SIGKILL")
+    await _blocking(lambda: engine.containers.kill(request.match_info["id"], sig))
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    await _blocking(lambda: engine.containers.restart(request.match_info["id"], integer(request, "t")))
+    return web.Response(status=204)
+
+
+async def pause(request: web.Request) -> web.Response:
+    await _blocking(lambda: engine_of(request).containers.pause(request.match_info["id"]))
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    await _blocking(lambda: engine_of(request).containers.unpause(request.match_info["id"]))
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.Response:
+    name = request.query.get("name", "")
+    await _blocking(lambda: engine_of(request).containers.rename(request.match_info["id"], name))
+    return web.Response(status=204)
+
+
+async def resize(request: web.Request) -> web.Response:
+    h, w = integer(request, "h") or 0, integer(request, "w") or 0
+    await _blocking(lambda: engine_of(request).containers.resize(request.match_info["id"], h, w))
+    return web.Response(status=200)
+
+
+async def delete(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    force = boolean(request, "force")
+    await _blocking(lambda: engine.containers.remove(request.match_info["id"], force))
+    return web.Response(status=204)
+
+
+def _matches(c: Container, given: dict[str, list[str]]) -> bool:
+    for key, values in given.items():
+        if key == "id" and not any(c.id.startswith(v) for v in values):
+            return False
+        if key == "name" and not any(v.lstrip("/") in c.name for v in values):
+            return False
+        if key == "status" and str(c.state.status) not in values:
+            return False
+        if key == "label":
+            for v in values:
+                k, sep, val = v.partition("=")
+                if k not in c.config.labels or (sep and c.config.labels[k] != val):
+                    return False
+        if key == "exited" and not (c.state.status is Status.EXITED and str(c.state.exit_code) in values):
+            return False
+        if key == "ancestor" and not any(v in (c.config.image, str(c.config.image_id)) or
+                                         str(c.config.image_id).startswith("sha256:" + v) for v in values):
+            return False
+    return True
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    given = filters(request)
+    check_filters(given, {"id", "name", "status", "label", "exited", "ancestor", "before", "since", "network",
+                          "volume", "health", "is-task", "publish", "expose"})
+    show_all = boolean(request, "all")
+    limit = integer(request, "limit")
+    every = await _blocking(engine.containers.list_containers)
+    now = time.time()
+    out = []
+    for c in every:
+        if not show_all and c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING) \
+                and "status" not in given and "exited" not in given:
+            continue
+        if not _matches(c, given):
+            continue
+        out.append(containers_json.list_item(c, now))
+    if limit is not None and limit > 0:
+        out = out[:limit]
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    c = engine.containers.get(request.match_info["id"])
+    return json_response(containers_json.inspect(c, str(engine.containers.logs_path(c)), _graph(engine, c)))
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/containers/create", create)
+    router.add("GET", "/containers/json", list_containers)
+    router.add("GET", "/containers/{id}/json", inspect)
+    router.add("POST", "/containers/{id}/start", start)
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/kill", kill)
+    router.add("POST", "/containers/{id}/restart", restart)
+    router.add("POST", "/containers/{id}/pause", pause)
+    router.add("POST", "/containers/{id}/unpause", unpause)
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("DELETE", "/containers/{id}", delete)

@@ -1,0 +1,522 @@
+"""Containers' lifecycle: create, start, attach, wait, stop, kill, restart, pause, rename, remove, and the
+reconciliation after a daemon restart. Every running container has a monitor (berth.monitor) that outlives
+berthd; this service talks to it over its socket and records what it reports.
+
+Each multi-step operation records how to undo its steps (STYLE.md §11): a failed create or start leaves no
+snapshot, mount, monitor or record behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from berth.engine import monitors
+from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
+from berth.engine.names import check_name, random_name
+from berth.engine.specgen import ResolvedUser, SpecPaths, build_spec
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified, RuntimeFailure, Unavailable
+from berth.images.service import ImageService
+from berth.monitor.options import MonitorOptions
+from berth.oci.config import ImageConfig
+from berth.runtime import api as runtime
+from berth.snapshots.store import Snapshotter
+from berth.util.atomic import read_json, write_atomic, write_json_atomic
+
+log = logging.getLogger("berthd")
+HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+         "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now_rfc3339() -> str:
+    t = time.time_ns()
+    return datetime.fromtimestamp(t // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{t % 10**9:09d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    name: str
+    draft: ContainerConfig      # the user's choices; cmd/entrypoint None = "the image's"
+
+
+def merge_image(draft: ContainerConfig, image_id: str, image: ImageConfig) -> ContainerConfig:
+    """Docker's merge of a create request with the image's defaults."""
+    cfg = image.config
+    entrypoint = draft.entrypoint if draft.entrypoint is not None else cfg.entrypoint
+    if draft.cmd:
+        cmd: tuple[str, ...] | None = draft.cmd
+    else:
+        cmd = cfg.cmd if draft.entrypoint is None else None   # a new entrypoint drops the image's CMD
+    env = list(cfg.env)
+    for item in draft.env:
+        key = item.partition("=")[0]
+        env = [e for e in env if e.partition("=")[0] != key] + [item]
+    from berth.oci.digest import Digest
+    return replace(draft, image_id=Digest.parse(image_id), entrypoint=entrypoint, cmd=cmd,
+                   args=tuple(entrypoint or ()) + tuple(cmd or ()), env=tuple(env),
+                   working_dir=draft.working_dir or cfg.working_dir, user=draft.user or cfg.user,
+                   labels={**cfg.labels, **draft.labels}, stop_signal=draft.stop_signal or cfg.stop_signal,
+                   exposed_ports=tuple(sorted(set(cfg.exposed_ports) | set(draft.exposed_ports))),
+                   volumes=tuple(sorted(set(cfg.volumes) | set(draft.volumes))),
+                   healthcheck=draft.healthcheck or (cfg.healthcheck.to_json() if cfg.healthcheck else None))
+
+
+class StartFailed(InvalidArgument):
+    """The runtime could not start the container's process (Docker answers 400; the CLI exits 126/127)."""
+
+
+class ContainerService:
+    def __init__(self, root: Path, exec_root: Path, images: ImageService, snapshots: Snapshotter,
+                 spawn_monitor: Callable[[MonitorOptions], object]) -> None:
+        self.store = ContainerStore(root / "containers")
+        self._exec_root = exec_root
+        self._state_root = exec_root / "runtime"
+        self._sockets = exec_root / "m"
+        for d in (self._state_root, self._sockets):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._images, self._snapshots = images, snapshots
+        self._spawn_monitor = spawn_monitor
+        self._lock = threading.RLock()            # names and state transitions
+        self._changed = threading.Condition(self._lock)
+        self._pending: dict[str, list[threading.Event]] = {}   # attach clients waiting for a start
+        self._attached: dict[str, list[threading.Event]] = {}
+        self._final: dict[str, ContainerState] = {}           # last states of removed containers, for wait
+        self._closing = False
+
+    def shutdown(self) -> None:
+        """berthd is stopping: wake every blocked wait and attach so their threads end (containers run on)."""
+        with self._lock:
+            self._closing = True
+            for events in self._pending.values():
+                for ready in events:
+                    ready.set()
+            self._changed.notify_all()
+
+    # -- lookup -----------------------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, name (with or without '/'), or unique id prefix, as Docker resolves them."""
+        ref = ref.lstrip("/")
+        if len(ref) == 64:
+            with contextlib.suppress(NotFound):
+                return self.store.load(ref)
+        every = list(self.store.all())
+        for c in every:
+            if c.name == ref:
+                return c
+        matches = [c for c in every if c.id.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def list_containers(self) -> list[Container]:
+        return sorted(self.store.all(), key=lambda c: c.created, reverse=True)
+
+    def using_image(self, image_id: object) -> list[tuple[str, bool]]:
+        return [(c.id, c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING))
+                for c in self.store.all() if c.config.image_id == image_id]
+
+    def socket_of(self, container_id: str) -> Path:
+        return self._sockets / f"{container_id[:16]}.sock"
+
+    def bundle_of(self, c: Container) -> Path:
+        return c.dir / "bundle"
+
+    # -- create -----------------------------------------------------------------------------------------
+
+    def create(self, request: CreateRequest) -> Container:
+        image = self._images.resolve(request.draft.image)
+        image_config = ImageConfig.parse(self._images.raw_config(image))
+        config = merge_image(request.draft, str(image.id), image_config)
+        container_id = secrets.token_hex(32)
+        if not config.hostname:
+            config = replace(config, hostname=container_id[:12])
+        if config.init:
+            raise InvalidArgument("--init is not available in this berth yet: run without it")
+        if not config.args:
+            raise InvalidArgument("No command specified")
+        chain = image_config.chain_ids
+        with self._lock, contextlib.ExitStack() as undo:
+            taken = {c.name for c in self.store.all()}
+            if request.name:
+                name = check_name(request.name)
+                if name in taken:
+                    other = next(c for c in self.store.all() if c.name == name)
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                                   f'"{other.id}". You have to remove (or rename) that container to be able to '
+                                   f"reuse that name.")
+            else:
+                name = random_name(taken)
+            self._snapshots.prepare(container_id, chain[-1] if chain else None)
+            undo.callback(self._snapshots.remove, container_id)
+            c = self.store.create(container_id, now_rfc3339(), config, name)
+            undo.callback(self.store.remove, container_id)
+            self._write_etc(c)
+            (c.dir / "bundle" / "rootfs").mkdir(parents=True)
+            undo.pop_all()
+        return c
+
+    def _write_etc(self, c: Container) -> None:
+        write_atomic(c.dir / "hostname", (c.config.hostname + "\n").encode())
+        write_atomic(c.dir / "hosts", HOSTS.encode())
+        write_atomic(c.dir / "resolv.conf", _resolv_conf().encode())
+
+    # -- start ------------------------------------------------------------------------------------------
+
+    def start(self, ref: str) -> Container:
+        with self._lock:
+            c = self.get(ref)
+            if c.state.status in (Status.RUNNING, Status.PAUSED):
+                raise NotModified(f"container {c.id} is already running")
+            check_transition(c.id, c.state.status, Status.RUNNING)
+            try:
+                c = self._launch(c)
+            except BerthError as exc:
+                self._start_failed(c, exc)
+                raise StartFailed(str(exc)) from exc
+        return c
+
+    def _start_failed(self, c: Container, exc: BerthError) -> None:
+        """Docker's record of a failed start: the error and 127/126/128 in the state; --rm removes it."""
+        text = str(exc)
+        code = 127 if ("not found" in text or "no such file" in text.lower()) else \
+            126 if "permission denied" in text.lower() else 128
+        c = self.store.save_state(c, replace(c.state, error=text, exit_code=code))
+        if c.config.auto_remove:
+            self._remove(c)
+        self._changed.notify_all()
+
+    def _launch(self, c: Container) -> Container:
+        """Mount the rootfs, write the spec, spawn the monitor (container created), connect waiting attach
+        clients, then start. Caller holds the lock."""
+        bundle = self.bundle_of(c)
+        rootfs = bundle / "rootfs"
+        sock = self.socket_of(c.id)
+        with contextlib.ExitStack() as undo:
+            if not os.path.ismount(rootfs):
+                self._snapshots.mount(c.id, rootfs)
+                undo.callback(self._snapshots.unmount, rootfs)
+            user = self._resolve_user(c, rootfs)
+            netns: str | None = None if c.config.network_mode == "host" else ""
+            spec = build_spec(c.config, c.id, user, SpecPaths(str(c.dir / "hostname"), str(c.dir / "hosts"),
+                                                               str(c.dir / "resolv.conf")), netns)
+            write_json_atomic(bundle / "config.json", spec)
+            for stale in ("exit.json", "started.json"):
+                (c.dir / stale).unlink(missing_ok=True)
+            with contextlib.suppress(BerthError, OSError):
+                runtime.delete(c.id, str(self._state_root), force=True)   # a runtime record left by a crash
+            self._spawn_monitor(MonitorOptions(
+                c.id, str(bundle), str(self._state_root), str(c.dir), str(sock), tty=c.config.tty,
+                stdin=c.config.open_stdin, stdin_once=c.config.open_stdin and c.config.stdin_once,
+                log_max_size=c.config.log_max_size or -1, log_max_file=c.config.log_max_file,
+                runtime=c.config.runtime))
+            undo.callback(self._abort_monitor, c.id)
+            self._connect_pending(c.id)
+            monitors.request(sock, {"op": "start"})
+            started = read_json(c.dir / "started.json") if (c.dir / "started.json").exists() else {}
+            state = replace(c.state, status=Status.RUNNING, pid=int(started.get("pid", 0)), exit_code=0, error="",
+                            oom_killed=False, started_at=str(started.get("started_at") or now_rfc3339()),
+                            finished_at=ZERO_TIME, stopped_by_user=False)
+            c = self.store.save_state(c, state)
+            undo.pop_all()
+        self._changed.notify_all()
+        threading.Thread(target=self._watch, args=(c.id,), name=f"watch-{c.id[:12]}", daemon=True).start()
+        return c
+
+    def _abort_monitor(self, container_id: str) -> None:
+        with contextlib.suppress(BerthError, OSError):
+            runtime.delete(container_id, str(self._state_root), force=True)
+
+    def _resolve_user(self, c: Container, rootfs: Path) -> ResolvedUser:
+        if not c.config.user:
+            return ResolvedUser(0, 0)
+        from berth.runtime.users import resolve_user
+        try:
+            u = resolve_user(str(rootfs), c.config.user)
+        except NotFound as exc:
+            raise InvalidArgument(f"unable to find user {c.config.user}: {exc}") from exc
+        extra = []
+        for g in c.config.group_add:
+            if not g.isdigit():
+                raise InvalidArgument(f"--group-add {g!r}: only numeric group ids are supported")
+            extra.append(int(g))
+        return ResolvedUser(u.uid, u.gid, tuple(dict.fromkeys([*u.groups, *extra])), u.home)
+
+    # -- attach -----------------------------------------------------------------------------------------
+
+    def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool, timeout: float = 600) -> socket.socket:
+        """A stream of the container's output (and its stdin). For a created container, waits for its start
+        and is connected before the process runs, so nothing is missed."""
+        c = self.get(ref)
+        if c.state.status in (Status.RUNNING, Status.PAUSED):
+            return monitors.attach(self.socket_of(c.id), stdin, stdout, stderr)
+        if c.state.status not in (Status.CREATED, Status.EXITED):
+            raise Conflict(f"container {c.id} is {c.state.status}; you cannot attach to it")
+        ready, done = threading.Event(), threading.Event()
+        with self._lock:
+            self._pending.setdefault(c.id, []).append(ready)
+            self._attached.setdefault(c.id, []).append(done)
+        try:
+            if not ready.wait(timeout):
+                raise Conflict(f"container {c.id} was not started within {timeout:.0f}s of the attach")
+            if self._closing:
+                raise Unavailable("berthd is shutting down")
+            return monitors.attach(self.socket_of(c.id), stdin, stdout, stderr)
+        finally:
+            done.set()
+            with self._lock:
+                with contextlib.suppress(ValueError):
+                    self._pending.get(c.id, []).remove(ready)
+
+    def _connect_pending(self, container_id: str) -> None:
+        waiting = self._pending.pop(container_id, [])
+        done = self._attached.pop(container_id, [])
+        for ready in waiting:
+            ready.set()
+        for d in done:
+            d.wait(10)
+
+    # -- exits ------------------------------------------------------------------------------------------
+
+    def _watch(self, container_id: str) -> None:
+        """Wait for the monitor to report the exit, then record it (and apply --rm)."""
+        info: dict[str, object] | None = None
+        try:
+            info = monitors.request(self.socket_of(container_id), {"op": "wait"}, timeout=None)
+        except (NotFound, BerthError, OSError, ValueError):
+            pass   # the monitor is gone: its exit.json, or the lack of one, says what happened
+        self._record_exit(container_id, info)
+
+    def _record_exit(self, container_id: str, info: dict[str, object] | None = None) -> None:
+        """Record an exit from the monitor's answer, else from its exit.json, else as a lost container."""
+        with self._lock:
+            try:
+                c = self.store.load(container_id)
+            except NotFound:
+                return
+            if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+                return
+            exit_file = c.dir / "exit.json"
+            if info is None and exit_file.exists():
+                info = read_json(exit_file)
+            if info is not None:
+                state = replace(c.state, status=Status.EXITED, exit_code=int(str(info.get("exit_code", 0))),
+                                oom_killed=bool(info.get("oom_killed")), pid=0,
+                                finished_at=str(info.get("finished_at") or now_rfc3339()))
+            else:
+                state = replace(c.state, status=Status.EXITED, exit_code=255, pid=0, finished_at=now_rfc3339(),
+                                error="the container's monitor died without recording an exit status")
+            c = self.store.save_state(c, state)
+            self._release_rootfs(c)
+            self._changed.notify_all()
+            if c.config.auto_remove:
+                self._remove(c)
+
+    def _release_rootfs(self, c: Container) -> None:
+        rootfs = self.bundle_of(c) / "rootfs"
+        if os.path.ismount(rootfs):
+            with contextlib.suppress(OSError, BerthError):
+                self._snapshots.unmount(rootfs)
+
+    def wait(self, ref: str, condition: str = "not-running", timeout: float | None = None) -> ContainerState:
+        """Docker's wait conditions: not-running (default), next-exit, removed. Returns the state that ended the
+        wait (for `removed`, the last one seen before the record went away)."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        c = self.get(ref)
+        last = c.state
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finished_before = c.state.finished_at if condition == "next-exit" else None
+        with self._changed:
+            while True:
+                try:
+                    last = self.store.load(c.id).state
+                except NotFound:
+                    return self._final.get(c.id, last)
+                stopped = last.status in (Status.CREATED, Status.EXITED, Status.DEAD)
+                if condition == "not-running" and stopped:
+                    return last
+                if condition == "next-exit" and last.status in (Status.EXITED, Status.DEAD) and \
+                        last.finished_at != finished_before:
+                    return last
+                self._wait_changed(deadline)
+
+    def _wait_changed(self, deadline: float | None) -> None:
+        if self._closing:
+            raise Unavailable("berthd is shutting down; the container keeps running")
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise RuntimeFailure("timed out waiting for the container")
+        self._changed.wait(timeout=min(remaining, 1.0) if remaining is not None else 1.0)
+
+    # -- signals ----------------------------------------------------------------------------------------
+
+    def kill(self, ref: str, sig: int = signal.SIGKILL) -> None:
+        c = self.get(ref)
+        if c.state.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        with self._lock:
+            c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
+        runtime.kill(c.id, str(self._state_root), sig)
+
+    def stop(self, ref: str, timeout: int | None = None, sig: int | None = None) -> None:
+        c = self.get(ref)
+        if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            raise NotModified(f"container {c.id} is not running")
+        grace = timeout if timeout is not None else (c.config.stop_timeout if c.config.stop_timeout is not None
+                                                     else 10)
+        first = sig or parse_signal(c.config.stop_signal or "SIGTERM")
+        with self._lock:
+            c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
+        if c.state.status is Status.PAUSED:
+            with contextlib.suppress(BerthError, OSError):
+                runtime.resume(c.id, str(self._state_root))
+        with contextlib.suppress(BerthError, OSError):
+            runtime.kill(c.id, str(self._state_root), first)
+        if grace < 0 or self._wait_stopped(c.id, grace):
+            return
+        with contextlib.suppress(BerthError, OSError):
+            runtime.kill(c.id, str(self._state_root), signal.SIGKILL)
+        self._wait_stopped(c.id, 30)
+
+    def _wait_stopped(self, container_id: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while True:
+                try:
+                    c = self.store.load(container_id)
+                except NotFound:
+                    return True
+                if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                self._changed.wait(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def restart(self, ref: str, timeout: int | None = None) -> Container:
+        c = self.get(ref)
+        if c.state.status in (Status.RUNNING, Status.PAUSED):
+            self.stop(c.id, timeout)
+        return self.start(c.id)
+
+    def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.state.status is not Status.RUNNING:
+            raise Conflict(f"Container {c.id} is not running")
+        runtime.pause(c.id, str(self._state_root))
+        with self._lock:
+            self.store.save_state(c, replace(c.state, status=Status.PAUSED))
+
+    def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if c.state.status is not Status.PAUSED:
+            raise Conflict(f"Container {c.id} is not paused")
+        runtime.resume(c.id, str(self._state_root))
+        with self._lock:
+            self.store.save_state(c, replace(c.state, status=Status.RUNNING))
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        c = self.get(ref)
+        if c.state.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"Container {c.id} is not running")
+        monitors.request(self.socket_of(c.id), {"op": "resize", "height": height, "width": width})
+
+    def rename(self, ref: str, new_name: str) -> None:
+        name = check_name(new_name)
+        with self._lock:
+            c = self.get(ref)
+            for other in self.store.all():
+                if other.name == name and other.id != c.id:
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                                   f'"{other.id}". You have to remove (or rename) that container to be able to '
+                                   f"reuse that name.")
+            self.store.save_state(c, replace(c.state, name=name))
+
+    # -- remove -----------------------------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        c = self.get(ref)
+        if c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
+                               f"attempting removal or force remove")
+            self.stop(c.id, timeout=-1, sig=signal.SIGKILL)
+        with self._lock:
+            self._remove(self.store.load(c.id))
+
+    def _remove(self, c: Container) -> None:
+        """Caller holds the lock; the container is not running."""
+        self._release_rootfs(c)
+        with contextlib.suppress(BerthError, OSError):
+            runtime.delete(c.id, str(self._state_root), force=True)
+        with contextlib.suppress(NotFound):
+            self._snapshots.remove(c.id)
+        self.store.remove(c.id)
+        self.socket_of(c.id).unlink(missing_ok=True)
+        self._final[c.id] = c.state
+        while len(self._final) > 1000:
+            self._final.pop(next(iter(self._final)))
+        self._changed.notify_all()
+
+    # -- daemon restart ---------------------------------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """After berthd (re)starts: re-watch live monitors, record exits that happened while it was down."""
+        notes = []
+        for c in list(self.store.all()):
+            if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+                continue
+            if monitors.alive(self.socket_of(c.id)):
+                threading.Thread(target=self._watch, args=(c.id,), daemon=True).start()
+                notes.append(f"container {c.short_id} still running")
+            else:
+                self._record_exit(c.id)
+                notes.append(f"container {c.short_id} exited while berthd was down")
+        return notes
+
+    def logs_path(self, c: Container) -> Path:
+        return c.dir / f"{c.id}-json.log"
+
+
+def parse_signal(text: str) -> int:
+    value = text.strip().upper()
+    if value.isdigit():
+        return int(value)
+    name = value if value.startswith("SIG") else f"SIG{value}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"Invalid signal: {text}") from None
+
+
+def _resolv_conf() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    kept = [line for line in lines if not (line.startswith("nameserver") and
+                                            (line.split()[1:2] or [""])[0].startswith(("127.", "::1")))]
+    return "\n".join(kept) + "\n"
+
+
+def iter_log(path: Path) -> Iterator[bytes]:
+    """The json-file log's lines, rotated files first."""
+    rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if
+                     p.suffix[1:].isdigit() else 0)
+    for p in [*rotated, path]:
+        with contextlib.suppress(FileNotFoundError), open(p, "rb") as f:
+            yield from f
