@@ -25,12 +25,22 @@ def timestamp(t_ns: int | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000)) + f".{t % 1_000_000_000:09d}Z"
 
 
-def encode_entry(data: bytes, stream: str, when: str) -> bytes:
-    text = encode_basestring(data.decode("utf-8", "replace"))
+def _go_escapes(text: str) -> str:
     for raw, escaped in _GO_ESCAPES:
         if raw in text:
             text = text.replace(raw, escaped)
-    return f'{{"log":{text},"stream":"{stream}","time":"{when}"}}\n'.encode()
+    return text
+
+
+def encode_entry(data: bytes, stream: str, when: str) -> bytes:
+    text = encode_basestring(data.decode("utf-8", "replace"))
+    return f'{{"log":{_go_escapes(text)},"stream":"{stream}","time":"{when}"}}\n'.encode()
+
+
+def _cut(data: bytes) -> list[str]:
+    """A long line as Docker's copier logs it: 16 KiB pieces, the last one shorter."""
+    return [encode_basestring(data[i:i + LINE_LIMIT].decode("utf-8", "replace"))
+            for i in range(0, len(data), LINE_LIMIT)]
 
 
 class JsonLog:
@@ -51,31 +61,29 @@ class JsonLog:
         """Log a chunk of a stream's output; complete lines now, the rest when it completes or grows too long."""
         buf = self._pending.setdefault(stream, bytearray())
         buf += data
-        when = timestamp()
-        start = 0
-        entries = []
-        while True:
-            end = buf.find(b"\n", start)
-            if end < 0:
-                break
-            while end + 1 - start > LINE_LIMIT:
-                entries.append(encode_entry(bytes(buf[start:start + LINE_LIMIT]), stream, when))
-                start += LINE_LIMIT
-            entries.append(encode_entry(bytes(buf[start:end + 1]), stream, when))
-            start = end + 1
-        while len(buf) - start >= LINE_LIMIT:
-            entries.append(encode_entry(bytes(buf[start:start + LINE_LIMIT]), stream, when))
-            start += LINE_LIMIT
-        del buf[:start]
-        for entry in entries:
-            self._append(entry)
+        last = buf.rfind(b"\n")
+        pieces: list[str] = []
+        if last >= 0:
+            lines = bytes(buf[:last + 1]).split(b"\n")
+            lines.pop()  # what follows the last newline: nothing
+            del buf[:last + 1]
+            for line in lines:
+                if len(line) < LINE_LIMIT:
+                    pieces.append(encode_basestring((line + b"\n").decode("utf-8", "replace")))
+                else:
+                    pieces += _cut(line + b"\n")
+        if len(buf) >= LINE_LIMIT:
+            whole = len(buf) - len(buf) % LINE_LIMIT
+            pieces += _cut(bytes(buf[:whole]))
+            del buf[:whole]
+        if pieces:
+            self._append_all(pieces, stream, timestamp())
 
     def flush(self) -> None:
         """Write what is left of unfinished lines (the streams ended)."""
-        when = timestamp()
         for stream, buf in self._pending.items():
             if buf:
-                self._append(encode_entry(bytes(buf), stream, when))
+                self._append_all([encode_basestring(bytes(buf).decode("utf-8", "replace"))], stream, timestamp())
                 buf.clear()
 
     def close(self) -> None:
@@ -84,14 +92,28 @@ class JsonLog:
             os.close(self._fd)
             self._fd = -1
 
-    def _append(self, entry: bytes) -> None:
-        if self.max_size > 0 and self._size >= self.max_size:
-            self._rotate()
-        view = memoryview(entry)
+    def _append_all(self, pieces: list[str], stream: str, when: str) -> None:
+        """Write one entry per piece (already JSON strings): one write() per batch, rotating between entries."""
+        prefix, suffix = '{"log":', f',"stream":"{stream}","time":"{when}"}}\n'
+        if self.max_size <= 0:
+            self._write(_go_escapes(prefix + (suffix + prefix).join(pieces) + suffix).encode())
+            return
+        batch = bytearray()
+        for piece in pieces:
+            entry = (prefix + _go_escapes(piece) + suffix).encode()
+            if self._size + len(batch) >= self.max_size:
+                self._write(bytes(batch))
+                batch.clear()
+                self._rotate()
+            batch += entry
+        self._write(bytes(batch))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
-        self._size += len(entry)
+        self._size += len(data)
 
     def _rotate(self) -> None:
         os.close(self._fd)

@@ -9,6 +9,7 @@ May import: berth.runtime, berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import signal
@@ -36,6 +37,9 @@ DRAIN_SECONDS = 2.0     # after the init exits, how long output still held by le
 CLIENT_BACKLOG = 1 << 20  # bytes queued for one attach client before the container's output is held back
 STDIN_BACKLOG = 1 << 20
 FINAL_FLUSH_SECONDS = 5.0
+PIPE_SIZE = 1 << 20     # the container's stdout/stderr pipes: room to run on while the monitor writes the log
+READ_SIZE = 1 << 16     # per read: larger reads of short lines were slower (bigger line lists)
+F_SETPIPE_SZ = 1031
 
 _IN = select.POLLIN | select.POLLPRI
 _OUT = select.POLLOUT
@@ -136,6 +140,10 @@ class Monitor:
         for stream in ("stdout", "stderr"):
             r, w = os.pipe()
             child_ends.append(w)
+            try:
+                fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                pass  # over /proc/sys/fs/pipe-max-size for an unprivileged monitor: the default 64 KiB does
             self.outputs[_nonblocking(r)] = stream
             ends.append(w)
         return ends[0], ends[1], ends[2]
@@ -235,7 +243,7 @@ class Monitor:
 
     def _on_output(self, fd: int) -> None:
         try:
-            data = os.read(fd, 65536)
+            data = os.read(fd, READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
