@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from berth.errors import Conflict, InvalidArgument
 from berth.monitor.listen import listen_unix
@@ -162,3 +164,25 @@ def test_a_listening_socket_is_born_0600_and_never_takes_over_a_live_one(tmp_pat
     second.close()
     with pytest.raises(InvalidArgument, match="longer than the 107 bytes"):
         listen_unix(str(tmp_path / ("x" * 120)), "a monitor")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from("ab\n<&é✓\t\"\\"), max_size=3000),
+       cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=12),
+       limit=st.sampled_from([-1, 300]))
+def test_the_log_holds_exactly_the_output_however_it_was_chunked(tmp_path_factory: pytest.TempPathFactory,
+                                                                  text: str, cuts: list[int], limit: int) -> None:
+    directory = tmp_path_factory.mktemp("log")
+    path = directory / "c-json.log"
+    data = text.encode()
+    log = JsonLog(str(path), max_size=limit, max_file=1000)
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        log.write("stdout", data[start:end])
+    log.close()
+    files = sorted(directory.iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    got = [e for f in files for e in entries(f)]
+    # chunks may cut through a multi-byte character only where a line is split: nowhere, lines are short here
+    assert "".join(e["log"] for e in got) == text
+    assert all(e["log"].endswith("\n") for e in got[:-1])
+    assert all(e["stream"] == "stdout" for e in got)
