@@ -196,3 +196,16 @@ def test_a_missing_container_directory_is_reported(monitors: Monitors) -> None:
     with pytest.raises(NotFound, match="container directory .*/missing does not exist"):
         monitors.launch(options)
     assert_nothing_left(monitors)
+
+
+def test_a_second_monitor_for_a_running_container_is_refused_and_touches_nothing(monitors: Monitors) -> None:
+    first = monitors.spawn(["sh", "-c", "read x; echo $x"], stdin=True)
+    first.start()
+    started = (first.dir / "started.json").read_text()
+    with pytest.raises(Conflict, match="already listens"):
+        monitors.launch(first.options)
+    assert (first.dir / "started.json").read_text() == started
+    assert first.call("status")["status"] == "running"
+    attach = first.attach(stdin=True)
+    attach.sendall(b"unharmed\n")
+    assert streams(read_all(attach))[0] == b"unharmed\n"

@@ -101,13 +101,14 @@ class Monitor:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, _noop)
+        self.listener = listen_unix(opts.socket, "a monitor")
+        self.listener.setblocking(False)
+        # only now: had another monitor answered on the socket, these files would be its container's
         for name in ("exit.json", "started.json"):
             try:
                 os.unlink(os.path.join(opts.container_dir, name))
             except FileNotFoundError:
                 pass
-        self.listener = listen_unix(opts.socket, "a monitor")
-        self.listener.setblocking(False)
         child_ends: list[int] = []
         try:
             self.log = JsonLog(opts.log_path, opts.log_max_size, opts.log_max_file)
@@ -449,7 +450,10 @@ class Monitor:
         except BerthError as exc:
             _warn(f"deleting the container: {exc}")
         # Delete before exit.json: once the engine sees exit.json it may start the same container again.
-        write_atomic(os.path.join(self.opts.container_dir, "exit.json"), reply(self.exit), durable=False)
+        try:
+            write_atomic(os.path.join(self.opts.container_dir, "exit.json"), reply(self.exit), durable=False)
+        except OSError as exc:
+            _warn(f"cannot write exit.json ({exc}); waiters still get the exit status")
         if self.listener is not None:
             try:
                 os.unlink(self.opts.socket)
