@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import _mounts_under, _ping, docker
+from tests.peers import _mounts_under, _pids_mentioning, _ping, docker
 
 BERTHD = str(Path(sys.executable).with_name("berthd"))
 BERTH = str(Path(sys.executable).with_name("berth"))
@@ -77,7 +77,11 @@ class PrivateBerthd:
                 self.kill()
 
     def cleanup(self) -> None:
+        """Stop berthd, then whatever it left running (monitors, their containers, the monitor fork server)."""
         self.stop()
+        for pid in _pids_mentioning(str(self.dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for mount_point in sorted(_mounts_under(str(self.dir)), key=len, reverse=True):
             subprocess.run(["umount", "-l", mount_point], capture_output=True)
         with contextlib.suppress(OSError):

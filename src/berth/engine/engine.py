@@ -6,6 +6,7 @@ Volatile state lives under exec_root (default /run/berth).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
@@ -17,7 +18,7 @@ from berth.content.store import BlobStore
 from berth.engine.lifecycle import ContainerService
 from berth.images.records import ImageRecords
 from berth.images.service import ImageService
-from berth.monitor.spawn import spawn
+from berth.monitor.spawn import spawn, stop_zygote
 from berth.snapshots.store import Snapshotter
 from berth.util.atomic import write_atomic
 
@@ -41,7 +42,11 @@ class Engine:
         self.images = ImageService(self.blobs, self.snapshots, self.records,
                                    containers_using=lambda image_id: self.containers.using_image(image_id),
                                    clock=clock)
-        self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots, spawn)
+        # Monitors come from a fork server with the runtime already imported: a container is created in about
+        # 14 ms instead of the 49 ms of a fresh interpreter (berth.monitor's docstring has the numbers).
+        self._zygote = str(config.exec_root / "monitor-zygote.sock")
+        self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots,
+                                           functools.partial(spawn, zygote=self._zygote))
         self.id = self._engine_id(root)
 
     @staticmethod
@@ -52,7 +57,9 @@ class Engine:
         return path.read_text().strip()
 
     def shutdown(self) -> None:
+        """berthd is stopping; containers and their monitors run on (live restore)."""
         self.containers.shutdown()
+        stop_zygote(self._zygote)
 
     def recover(self) -> list[str]:
         """After a crash or a restart: drop temp leftovers, then pick up the containers' monitors again.

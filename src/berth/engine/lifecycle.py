@@ -24,7 +24,7 @@ from pathlib import Path
 from berth.engine import monitors
 from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
 from berth.engine.names import check_name, random_name
-from berth.engine.specgen import ResolvedUser, SpecPaths, build_spec
+from berth.engine.specgen import ResolvedUser, SpecPaths, build_spec, validate
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified, RuntimeFailure, Unavailable
 from berth.images.service import ImageService
 from berth.monitor.options import MonitorOptions
@@ -148,6 +148,7 @@ class ContainerService:
             raise InvalidArgument("--init is not available in this berth yet: run without it")
         if not config.args:
             raise InvalidArgument("No command specified")
+        validate(config)
         chain = image_config.chain_ids
         with self._lock, contextlib.ExitStack() as undo:
             taken = {c.name for c in self.store.all()}

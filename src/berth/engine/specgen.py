@@ -177,6 +177,15 @@ def _mounts(config: ContainerConfig, paths: SpecPaths) -> list[dict[str, Any]]:
     ]
 
 
+def validate(config: ContainerConfig) -> None:
+    """The checks build_spec would fail on, run at create time so a bad option never makes a container."""
+    capabilities(config)
+    _, seccomp = _security(config)
+    if seccomp:
+        _profile(seccomp)
+    _rlimits(config)
+
+
 @functools.cache
 def _default_profile() -> dict[str, Any]:
     return load_default_profile()
