@@ -54,8 +54,12 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help="result files (default: the latest of each scenario)")
+    parser.add_argument("-s", "--scenario", action="append", default=[],
+                        help="only this scenario (repeatable; default: all)")
     args = parser.parse_args(argv)
     paths = args.files or latest_results()
+    if args.scenario:
+        paths = [p for p in paths if json.loads(p.read_text()).get("scenario") in args.scenario]
     if not paths:
         print(f"no results in {RESULTS_DIR}: run python -m bench.load_save first", file=sys.stderr)
         return 1
