@@ -176,3 +176,23 @@ def test_a_container_keeps_running_across_a_daemon_kill(tmp_path: object) -> Non
         for name in ("survivor", "quitter"):
             d.docker("rm", name)
         assert _mounts_under(str(d.root / "containers")) == []
+
+
+def test_exec_runs_in_the_container_with_its_exit_code(b: PrivateBerthd) -> None:
+    cid = run(b, "-d", "--name", "host-of-exec", "-e", "FROM_RUN=1", "busybox", "sleep", "100").stdout.decode().strip()
+    proc = b.docker("exec", "host-of-exec", "sh", "-c", "echo $FROM_RUN $HOSTNAME; echo err >&2; exit 2", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, f"1 {cid[:12]}\n".encode(), b"err\n")
+    assert b.docker("exec", "-i", "host-of-exec", "cat", input=b"piped\n").stdout == b"piped\n"
+    proc = b.docker("exec", "-e", "X=1", "-w", "/tmp", "-u", "nobody", "host-of-exec", "sh", "-c",
+                    "echo $X $(pwd) $(id -u)")
+    assert proc.stdout == b"1 /tmp 65534\n"
+    # the exec shares the container's pid namespace: sleep is pid 1 there
+    assert b.docker("exec", "host-of-exec", "cat", "/proc/1/cmdline").stdout == b"sleep\x00100\x00"
+    missing = b.docker("exec", "host-of-exec", "nosuch", check=False)
+    assert missing.returncode == 126 and b"executable file not found" in missing.stderr
+    tty = subprocess.run(["script", "-qec", f"/usr/local/bin/docker -H {b.host} exec -it host-of-exec sh -c 'tty; "
+                          "exit 5'", "/dev/null"], capture_output=True)
+    assert tty.returncode == 5 and b"/dev/pts/" in tty.stdout
+    b.docker("rm", "-f", "host-of-exec")
+    stopped = b.docker("exec", cid, "true", check=False)
+    assert stopped.returncode == 1 and b"No such container" in stopped.stderr

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth.content.store import BlobStore
+from berth.engine.execs import ExecService
 from berth.engine.lifecycle import ContainerService
 from berth.images.records import ImageRecords
 from berth.images.service import ImageService
@@ -47,6 +48,7 @@ class Engine:
         self._zygote = str(config.exec_root / "monitor-zygote.sock")
         self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots,
                                            functools.partial(spawn, zygote=self._zygote))
+        self.execs = ExecService(config.exec_root, config.exec_root / "runtime")
         self.id = self._engine_id(root)
 
     @staticmethod
