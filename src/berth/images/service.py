@@ -14,6 +14,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,13 +34,16 @@ from berth.oci.mediatype import MediaType
 from berth.oci.reference import Reference
 from berth.snapshots.stream import Compression
 
+UNPACK_WORKERS = 4
+
 
 class LayerStore(Protocol):
     """What the image service needs of the snapshotter."""
 
     def has(self, chain_id: Digest) -> bool: ...
     def unpack(self, chain_id: Digest, parent: Digest | None, layer: BinaryIO,
-               compression: Compression | None, expected_diff_id: Digest) -> object: ...
+               compression: Compression | None, expected_diff_id: Digest,
+               wait_parent: Callable[[], None] | None = None) -> object: ...
     def lowerdirs(self, chain_id: Digest) -> list[Path]: ...
     def remove_layer(self, chain_id: Digest) -> None: ...
 
@@ -178,14 +182,38 @@ class ImageService:
         return manifest.config.digest
 
     def _unpack(self, config: ImageConfig, layers: Sequence[Descriptor], created: list[Digest]) -> None:
-        """Unpack the layers an image lacks, bottom up; `created` collects the ones this call made."""
+        """Unpack the layers an image lacks; `created` collects the ones this call made. Layers extract in
+        parallel (file creation is the kernel's work, and it runs on every core) and commit bottom up."""
+        todo: list[tuple[Digest, Digest | None, Digest, Descriptor]] = []
         parent: Digest | None = None
         for chain_id, diff_id, layer in zip(config.chain_ids, config.diff_ids, layers, strict=True):
             if not self._layers.has(chain_id):
-                with self._blobs.open(layer.digest) as f:
-                    self._layers.unpack(chain_id, parent, f, None, diff_id)
-                created.append(chain_id)
+                todo.append((chain_id, parent, diff_id, layer))
             parent = chain_id
+        if not todo:
+            return
+        futures: dict[Digest, Future[object]] = {}
+        with ThreadPoolExecutor(max_workers=min(UNPACK_WORKERS, len(todo)), thread_name_prefix="unpack") as pool:
+            for chain_id, parent, diff_id, layer in todo:
+                futures[chain_id] = pool.submit(self._unpack_one, chain_id, parent, diff_id, layer.digest,
+                                                futures.get(parent) if parent is not None else None)
+        failure: BaseException | None = None
+        for chain_id, *_ in todo:
+            error = futures[chain_id].exception()
+            if error is None:
+                created.append(chain_id)
+            elif failure is None:
+                failure = error
+        if failure is not None:
+            raise failure
+
+    def _unpack_one(self, chain_id: Digest, parent: Digest | None, diff_id: Digest, blob: Digest,
+                    parent_job: Future[object] | None) -> object:
+        def wait_parent() -> None:
+            if parent_job is not None:
+                parent_job.result()   # the parent's error, if it failed, fails this layer too
+        with self._blobs.open(blob) as f:
+            return self._layers.unpack(chain_id, parent, f, None, diff_id, wait_parent)
 
     def _drop_layers(self, created: list[Digest]) -> None:
         """Undo the unpacks of a failed operation, top down, sparing layers another image uses by now."""

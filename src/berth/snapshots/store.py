@@ -26,6 +26,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -63,11 +64,15 @@ class Snapshotter:
         return [load_record(p, LayerInfo.from_json) for p in sorted((self.root / "layers").glob("*.json"))]
 
     def unpack(self, chain_id: Digest, parent: Digest | None, layer: BinaryIO,
-               compression: Compression | None, expected_diff_id: Digest) -> LayerInfo:
+               compression: Compression | None, expected_diff_id: Digest,
+               wait_parent: Callable[[], None] | None = None) -> LayerInfo:
         """Unpack one layer on top of parent (None: a base layer), unless it is there already.
 
         The stream's diff_id must equal expected_diff_id (DigestMismatch otherwise), and chain_id
         must be the chain id of parent + expected_diff_id. Nothing is kept if anything fails.
+        A layer's files do not depend on its parent's, so with wait_parent the extraction runs before the
+        parent is there (an image's layers unpack in parallel) and wait_parent is called before the commit;
+        it raises if the parent will never come.
         """
         want = chain_ids([expected_diff_id])[0] if parent is None else \
             Digest.of(f"{parent} {expected_diff_id}".encode())
@@ -79,11 +84,15 @@ class Snapshotter:
         with file_lock(self.root / "lock", shared=True), file_lock(self.root / "locks" / chain_id.hex):
             if self.has(chain_id):
                 return self.get(chain_id)      # another unpacker finished while we waited
-            if parent is not None and not self.has(parent):
+            if parent is not None and wait_parent is None and not self.has(parent):
                 raise NotFound(f"parent layer {parent} of {chain_id} is not unpacked; unpack it first")
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
             try:
                 result = self._extract(tmp, layer, compression, expected_diff_id)
+                if wait_parent is not None:
+                    wait_parent()
+                    if parent is not None and not self.has(parent):
+                        raise NotFound(f"parent layer {parent} of {chain_id} is not unpacked")
                 n = self._claim_id()
                 os.rename(tmp, self.root / n)   # replaces the empty directory claimed for it
             except BaseException:
