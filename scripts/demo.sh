@@ -21,5 +21,7 @@ echo "== making a base image offline from /bin/busybox"
 berth image bootstrap busybox
 berth images
 
-echo "== running a container from it"
-bash scripts/run-busybox.sh "$ROOT" busybox:latest echo "hello from a berth container"
+echo "== running a container from it (the real docker CLI, talking to berthd)"
+DOCKER=$(command -v docker)
+"$DOCKER" -H "$BERTH_HOST" run --rm busybox sh -c 'echo "hello from a berth container: $(hostname), pid $$"'
+"$DOCKER" -H "$BERTH_HOST" ps -a
