@@ -196,3 +196,12 @@ def test_exec_runs_in_the_container_with_its_exit_code(b: PrivateBerthd) -> None
     b.docker("rm", "-f", "host-of-exec")
     stopped = b.docker("exec", cid, "true", check=False)
     assert stopped.returncode == 1 and b"No such container" in stopped.stderr
+
+
+def test_network_none_has_loopback_up_and_host_sees_the_host(b: PrivateBerthd) -> None:
+    own = run(b, "--rm", "busybox", "ip", "-o", "addr").stdout.decode()
+    assert "lo" in own and "127.0.0.1/8" in own and "eth0" not in own
+    host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    seen = run(b, "--rm", "--network", "host", "busybox", "ip", "-o", "link").stdout.decode()
+    assert len(seen.splitlines()) == len(host_links.splitlines())
+    assert _mounts_under(str(b.exec_root / "netns")) == []     # torn down with each container

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from berth.engine import monitors
+from berth.engine import netns as netns_mod
 from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
 from berth.engine.names import check_name, random_name
 from berth.engine.specgen import ResolvedUser, SpecPaths, build_spec, validate
@@ -132,6 +133,9 @@ class ContainerService:
     def socket_of(self, container_id: str) -> Path:
         return self._sockets / f"{container_id[:16]}.sock"
 
+    def netns_of(self, container_id: str) -> Path:
+        return self._exec_root / "netns" / container_id[:16]
+
     def bundle_of(self, c: Container) -> Path:
         return c.dir / "bundle"
 
@@ -211,7 +215,13 @@ class ContainerService:
                 self._snapshots.mount(c.id, rootfs)
                 undo.callback(self._snapshots.unmount, rootfs)
             user = self._resolve_user(c, rootfs)
-            netns: str | None = None if c.config.network_mode == "host" else ""
+            netns: str | None = None
+            if c.config.network_mode != "host":
+                pinned = self.netns_of(c.id)
+                netns_mod.remove(pinned)          # one left by a crash
+                netns_mod.create(pinned)
+                undo.callback(netns_mod.remove, pinned)
+                netns = str(pinned)
             spec = build_spec(c.config, c.id, user, SpecPaths(str(c.dir / "hostname"), str(c.dir / "hosts"),
                                                                str(c.dir / "resolv.conf")), netns)
             write_json_atomic(bundle / "config.json", spec)
@@ -327,6 +337,8 @@ class ContainerService:
                 self._remove(c)
 
     def _release_rootfs(self, c: Container) -> None:
+        """What a stopped container no longer needs: its network namespace and its rootfs mount."""
+        netns_mod.remove(self.netns_of(c.id))
         rootfs = self.bundle_of(c) / "rootfs"
         if os.path.ismount(rootfs):
             with contextlib.suppress(OSError, BerthError):
