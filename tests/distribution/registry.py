@@ -29,7 +29,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ReferenceRegistry:
-    def __init__(self, base: Path, htpasswd: dict[str, str] | None = None, extra_yaml: str = "") -> None:
+    def __init__(self, base: Path, htpasswd: dict[str, str] | None = None, extra_yaml: str = "",
+                 netns: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="registry-", dir=base))
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -37,6 +38,8 @@ class ReferenceRegistry:
         self.extra_yaml = extra_yaml
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "registry.log"
+        # in another network namespace (a PrivateDockerd's), reached only from there
+        self.prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
 
     def _config(self) -> Path:
         auth = ""
@@ -56,9 +59,15 @@ class ReferenceRegistry:
     def start(self) -> ReferenceRegistry:
         cfg = self._config()
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([REGISTRY, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([*self.prefix, REGISTRY, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
+        while self.prefix:
+            if "listening on" in self.log.read_text(errors="replace"):
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
         while True:
             try:
                 urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
@@ -95,7 +104,7 @@ class ReferenceRegistry:
             args += ["--dest-creds", creds]
         if fmt:
             args += ["--format", fmt]
-        subprocess.run([*args, f"docker-archive:{archive}", f"docker://{self.host}/{repo_tag}"], check=True,
+        subprocess.run([*self.prefix, *args, f"docker-archive:{archive}", f"docker://{self.host}/{repo_tag}"], check=True,
                        capture_output=True, timeout=300)
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 from aiohttp import web
@@ -23,9 +24,11 @@ from berth.distribution.progress import Progress, Step
 from berth.distribution.pull import FetchedManifest, Puller, PullResult, list_tags
 from berth.distribution.push import Format, Pusher
 from berth.engine.engine import Engine
-from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound, Unavailable
+from berth.oci.config import ImageConfig
 from berth.oci.descriptor import Platform
 from berth.oci.digest import Digest
+from berth.oci.manifest import Manifest
 from berth.oci.reference import DEFAULT_DOMAIN, Reference
 
 REGISTRY_HOSTS = web.AppKey("registry_hosts", RegistryHosts)
@@ -114,6 +117,73 @@ class ProgressLines:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+class LayerUnpacker:
+    """Unpacks a pulled image's layers as their blobs arrive, in parallel (the snapshotter extracts a layer before
+    its parent is there and waits for the parent only to commit).
+
+    Only an optimisation: each blob it unpacks is committed (verified) already and the snapshotter checks the
+    diff_id; any failure here just leaves the layer to register_manifest, which unpacks whatever is missing and
+    reports errors.
+    """
+
+    def __init__(self, engine: Engine, manifest: Manifest) -> None:
+        self._engine = engine
+        self._manifest = manifest
+        self._config: ImageConfig | None = None
+        self._done = [threading.Event() for _ in manifest.layers]
+        self._ok = [False] * len(manifest.layers)
+        self._aborted = False
+        self._tasks: list[asyncio.Future[None]] = []
+
+    def layer_ready(self, digest: Digest) -> None:
+        try:
+            if self._config is None:
+                self._config = ImageConfig.parse(self._engine.blobs.read_bytes(self._manifest.config.digest,
+                                                                               20 << 20))
+        except BerthError:
+            self._abort()
+            return
+        config = self._config
+        if len(config.diff_ids) != len(self._manifest.layers):
+            self._abort()
+            return
+        chain = config.chain_ids
+        for i, layer in enumerate(self._manifest.layers):
+            if layer.digest == digest:
+                self._tasks.append(asyncio.ensure_future(asyncio.to_thread(
+                    self._unpack, i, chain[i], chain[i - 1] if i else None, digest, config.diff_ids[i])))
+
+    def _wait_parent(self, i: int) -> None:
+        self._done[i - 1].wait()
+        if self._aborted or not self._ok[i - 1]:
+            raise Unavailable("the parent layer was not unpacked")
+
+    def _unpack(self, i: int, chain_id: Digest, parent: Digest | None, blob: Digest, diff_id: Digest) -> None:
+        try:
+            if self._aborted:
+                return
+            with self._engine.blobs.open(blob) as f:
+                self._engine.snapshots.unpack(chain_id, parent, f, None, diff_id,
+                                              wait_parent=(lambda: self._wait_parent(i)) if i else None)
+            self._ok[i] = True
+        except BerthError as exc:
+            log.info("early unpack of layer %s stopped (register_manifest takes over): %s", blob, exc)
+        finally:
+            self._done[i].set()
+
+    def _abort(self) -> None:
+        self._aborted = True
+        for event in self._done:
+            event.set()   # no unpack waits for a parent that will not come
+
+    async def finish(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        self._abort()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 # -- pull -------------------------------------------------------------------------------------------------
 
 def pull_reference(from_image: str, tag: str) -> tuple[Reference, bool]:
@@ -179,11 +249,19 @@ async def _pull_one(engine: Engine, registry: Registry, lease: Lease, ref: Refer
                     platform: Platform | None, lines: GoJsonLines,
                     resolved: tuple[FetchedManifest, Digest] | None, announce: bool) -> bool:
     sink = ProgressLines(lines)
+    unpacker: LayerUnpacker | None = None
     try:
-        puller = Puller(registry, engine.blobs, lease, sink.put)
-        fetched, repo_digest = resolved if resolved is not None else await puller.resolve(ref, platform)
+        fetched, repo_digest = resolved if resolved is not None else \
+            await Puller(registry, engine.blobs, lease).resolve(ref, platform)
         up_to_date = _up_to_date(engine, ref, fetched.digest, repo_digest)
+        unpacker = LayerUnpacker(engine, Manifest.parse(fetched.data))
+        puller = Puller(registry, engine.blobs, lease, sink.put, on_layer=unpacker.layer_ready)
         result: PullResult = await puller.fetch(ref, fetched, repo_digest, platform)
+        await unpacker.finish()
+    except BaseException:
+        if unpacker is not None:
+            await unpacker.cancel()
+        raise
     finally:
         await sink.close()
     tags = [ref] if ref.digest is None else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -122,7 +123,11 @@ class Puller:
     """Pulls images of one registry into a blob store; the lease keeps what it fetches from gc."""
 
     def __init__(self, registry: Registry, blobs: BlobStore, lease: Holder, on_progress: ProgressSink = ignore,
-                 parallel: int = 3, attempts: int = 4, retry_delay: float = 0.2) -> None:
+                 parallel: int = 3, attempts: int = 4, retry_delay: float = 0.2,
+                 on_layer: Callable[[Digest], None] | None = None) -> None:
+        """`on_layer` is told (on the event loop) each time a layer blob is in the store, verified, so that the
+        caller can unpack layers while the ones above them still download."""
+        self._on_layer = on_layer or (lambda _: None)
         self._registry = registry
         self._blobs = blobs
         self._lease = lease
@@ -171,6 +176,8 @@ class Puller:
         for layer in manifest.layers:
             self._report(Progress(Step.ALREADY_EXISTS if layer.digest in present else Step.PULLING_FS_LAYER,
                                   layer.digest.short))
+        for digest in present:
+            self._on_layer(digest)
         pending = [d for d in _unique(manifest.layers) if d.digest not in present]
         for layer in pending[self._parallel._value:]:
             self._report(Progress(Step.WAITING, layer.digest.short))
@@ -191,6 +198,7 @@ class Puller:
         async with self._parallel:
             got = await self.fetch_blob(path, desc)
         self._report(Progress(Step.DOWNLOAD_COMPLETE, desc.digest.short))
+        self._on_layer(desc.digest)
         return got
 
     async def _open_writer(self, desc: Descriptor, report: bool) -> BlobWriter:
