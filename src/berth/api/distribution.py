@@ -8,9 +8,13 @@ lease, then `register_manifest` unpacks and tags; progress is Docker's JSON-line
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
@@ -26,7 +30,7 @@ from berth.distribution.push import Format, Pusher
 from berth.engine.engine import Engine
 from berth.errors import BerthError, InvalidArgument, NotFound, Unavailable
 from berth.oci.config import ImageConfig
-from berth.oci.descriptor import Platform
+from berth.oci.descriptor import Descriptor, Platform
 from berth.oci.digest import Digest
 from berth.oci.manifest import Manifest
 from berth.oci.reference import DEFAULT_DOMAIN, Reference
@@ -117,6 +121,42 @@ class ProgressLines:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+class GrowingFile(io.RawIOBase):
+    """Reads a partial download while it grows, until `size` bytes; a reader of it waits for more bytes unless
+    the blob is committed (then what is there is all) or the pull is aborted (then it fails)."""
+
+    def __init__(self, path: Path, size: int, committed: threading.Event, aborted: Callable[[], bool]) -> None:
+        self._f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+        self._size = size
+        self._pos = 0
+        self._committed = committed
+        self._aborted = aborted
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos)
+        while want > 0:
+            n = self._f.readinto(view[:want]) or 0
+            if n:
+                self._pos += n
+                return n
+            if self._aborted():
+                raise Unavailable("the download of this layer was abandoned")
+            if self._committed.is_set():
+                n = self._f.readinto(view[:want]) or 0   # the last bytes landed just before the commit
+                self._pos += n
+                return n
+            self._committed.wait(0.01)
+        return 0
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
 class LayerUnpacker:
     """Unpacks a pulled image's layers as their blobs arrive, in parallel (the snapshotter extracts a layer before
     its parent is there and waits for the parent only to commit).
@@ -134,54 +174,78 @@ class LayerUnpacker:
         self._ok = [False] * len(manifest.layers)
         self._aborted = False
         self._tasks: list[asyncio.Future[None]] = []
+        self._started: set[Digest] = set()
+        # Its own threads: unpackers block waiting for bytes and parents, which the shared pool's threads (that
+        # write those bytes) must never wait behind.
+        self._pool = ThreadPoolExecutor(max(1, len(manifest.layers)), thread_name_prefix="berth-pull-unpack")
+        self._committed: dict[Digest, threading.Event] = {}
 
-    def layer_ready(self, digest: Digest) -> None:
+    def _chain(self) -> tuple[ImageConfig, list[Digest]] | None:
         try:
             if self._config is None:
                 self._config = ImageConfig.parse(self._engine.blobs.read_bytes(self._manifest.config.digest,
                                                                                20 << 20))
         except BerthError:
             self._abort()
-            return
-        config = self._config
-        if len(config.diff_ids) != len(self._manifest.layers):
+            return None
+        if len(self._config.diff_ids) != len(self._manifest.layers):
             self._abort()
+            return None
+        return self._config, self._config.chain_ids
+
+    def _start(self, digest: Digest, source: Callable[[], BinaryIO]) -> None:
+        found = self._chain()
+        if found is None or digest in self._started:
             return
-        chain = config.chain_ids
+        self._started.add(digest)
+        config, chain = found
         for i, layer in enumerate(self._manifest.layers):
             if layer.digest == digest:
-                self._tasks.append(asyncio.ensure_future(asyncio.to_thread(
-                    self._unpack, i, chain[i], chain[i - 1] if i else None, digest, config.diff_ids[i])))
+                self._tasks.append(asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._unpack, i, chain[i], chain[i - 1] if i else None, source, config.diff_ids[i]))
+
+    def layer_downloading(self, desc: Descriptor, partial: Path) -> None:
+        """Unpack from the partial file as it grows (the diff_id check covers bytes not yet verified)."""
+        committed = self._committed.setdefault(desc.digest, threading.Event())
+        self._start(desc.digest, lambda: cast(BinaryIO, GrowingFile(partial, desc.size, committed,
+                                                                    lambda: self._aborted)))
+
+    def layer_ready(self, digest: Digest) -> None:
+        self._committed.setdefault(digest, threading.Event()).set()
+        self._start(digest, lambda: self._engine.blobs.open(digest))
 
     def _wait_parent(self, i: int) -> None:
         self._done[i - 1].wait()
         if self._aborted or not self._ok[i - 1]:
             raise Unavailable("the parent layer was not unpacked")
 
-    def _unpack(self, i: int, chain_id: Digest, parent: Digest | None, blob: Digest, diff_id: Digest) -> None:
+    def _unpack(self, i: int, chain_id: Digest, parent: Digest | None, source: Callable[[], BinaryIO],
+                diff_id: Digest) -> None:
         try:
             if self._aborted:
                 return
-            with self._engine.blobs.open(blob) as f:
+            with source() as f:
                 self._engine.snapshots.unpack(chain_id, parent, f, None, diff_id,
                                               wait_parent=(lambda: self._wait_parent(i)) if i else None)
             self._ok[i] = True
         except BerthError as exc:
-            log.info("early unpack of layer %s stopped (register_manifest takes over): %s", blob, exc)
+            log.info("early unpack of layer %s stopped (register_manifest takes over): %s", chain_id, exc)
         finally:
             self._done[i].set()
 
     def _abort(self) -> None:
         self._aborted = True
-        for event in self._done:
+        for event in [*self._done, *self._committed.values()]:
             event.set()   # no unpack waits for a parent that will not come
 
     async def finish(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False)
 
     async def cancel(self) -> None:
         self._abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False)
 
 
 # -- pull -------------------------------------------------------------------------------------------------
@@ -255,7 +319,8 @@ async def _pull_one(engine: Engine, registry: Registry, lease: Lease, ref: Refer
             await Puller(registry, engine.blobs, lease).resolve(ref, platform)
         up_to_date = _up_to_date(engine, ref, fetched.digest, repo_digest)
         unpacker = LayerUnpacker(engine, Manifest.parse(fetched.data))
-        puller = Puller(registry, engine.blobs, lease, sink.put, on_layer=unpacker.layer_ready)
+        puller = Puller(registry, engine.blobs, lease, sink.put, on_layer=unpacker.layer_ready,
+                        on_download=unpacker.layer_downloading)
         result: PullResult = await puller.fetch(ref, fetched, repo_digest, platform)
         await unpacker.finish()
     except BaseException:

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from yarl import URL
@@ -124,10 +125,13 @@ class Puller:
 
     def __init__(self, registry: Registry, blobs: BlobStore, lease: Holder, on_progress: ProgressSink = ignore,
                  parallel: int = 3, attempts: int = 4, retry_delay: float = 0.2,
-                 on_layer: Callable[[Digest], None] | None = None) -> None:
-        """`on_layer` is told (on the event loop) each time a layer blob is in the store, verified, so that the
-        caller can unpack layers while the ones above them still download."""
+                 on_layer: Callable[[Digest], None] | None = None,
+                 on_download: Callable[[Descriptor, Path], None] | None = None) -> None:
+        """`on_layer` is told (on the event loop) each time a layer blob is in the store, verified, and
+        `on_download` when a layer's download starts, with the partial file it grows in: so that the caller can
+        unpack a layer while it downloads (checking its diff_id) and layers while the ones above them download."""
         self._on_layer = on_layer or (lambda _: None)
+        self._on_download = on_download or (lambda _d, _p: None)
         self._registry = registry
         self._blobs = blobs
         self._lease = lease
@@ -220,6 +224,8 @@ class Puller:
         try:
             if writer.exists:
                 return False
+            if report:
+                self._on_download(desc, writer.path)
             await self._download(path, desc, writer, report)
             if report:
                 self._report(Progress(Step.VERIFYING, desc.digest.short))
