@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("the private dockerd and berthd need root", file=sys.stderr)
         return 1
+    # a SIGTERM unwinds the ExitStack: the private daemons, registries and netns go too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     image = bench_image(args.cache)
     print(f"bench image: {image.describe()}", flush=True)
     source = image.refs[0]
