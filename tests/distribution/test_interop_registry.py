@@ -224,3 +224,12 @@ def test_five_concurrent_pulls_store_each_blob_once(registry: ReferenceRegistry,
     assert gets and len(gets) == len(set(gets)), gets
     blobs = list((berthd.root / "content" / "blobs" / "sha256").iterdir())
     assert len(blobs) == 4   # manifest, config, two layers
+
+
+def test_pull_all_tags(registry: ReferenceRegistry, berthd: PrivateBerthd, archive: Path) -> None:
+    registry.seed(archive, "every/bb:a")
+    registry.seed(archive, "every/bb:b")
+    out = berthd.docker("pull", "--all-tags", f"{registry.host}/every/bb").stdout.decode()
+    assert f"Status: Downloaded newer image for {registry.host}/every/bb" in out
+    tags = inspect(berthd, f"{registry.host}/every/bb:a")["RepoTags"]
+    assert sorted(tags) == [f"{registry.host}/every/bb:a", f"{registry.host}/every/bb:b"]  # type: ignore[arg-type]
