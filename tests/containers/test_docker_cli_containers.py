@@ -205,3 +205,30 @@ def test_network_none_has_loopback_up_and_host_sees_the_host(b: PrivateBerthd) -
     seen = run(b, "--rm", "--network", "host", "busybox", "ip", "-o", "link").stdout.decode()
     assert len(seen.splitlines()) == len(host_links.splitlines())
     assert _mounts_under(str(b.exec_root / "netns")) == []     # torn down with each container
+
+
+def test_restart_policies(b: PrivateBerthd) -> None:
+    run(b, "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = json.loads(b.docker("inspect", "flaky").stdout)[0]
+        if state["State"]["Status"] == "exited" and state["RestartCount"] == 2:
+            break
+        time.sleep(0.2)
+    assert state["RestartCount"] == 2 and state["State"]["ExitCode"] == 3
+    run(b, "-d", "--name", "fine", "--restart", "on-failure", "busybox", "true")
+    time.sleep(1)
+    assert json.loads(b.docker("inspect", "fine").stdout)[0]["RestartCount"] == 0
+    run(b, "-d", "--name", "always", "--restart", "always", "busybox", "sh", "-c", "sleep 0.2; exit 1")
+    time.sleep(2.5)
+    doc = json.loads(b.docker("inspect", "always").stdout)[0]
+    assert doc["RestartCount"] >= 2 and doc["State"]["Status"] in ("running", "restarting")
+    b.docker("stop", "always")
+    time.sleep(1)
+    doc = json.loads(b.docker("inspect", "always").stdout)[0]
+    assert doc["State"]["Status"] == "exited"
+    count = doc["RestartCount"]
+    time.sleep(1)
+    assert json.loads(b.docker("inspect", "always").stdout)[0]["RestartCount"] == count   # stopped stays stopped
+    for name in ("flaky", "fine", "always"):
+        b.docker("rm", "-f", name)

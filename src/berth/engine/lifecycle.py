@@ -332,9 +332,31 @@ class ContainerService:
                                 error="the container's monitor died without recording an exit status")
             c = self.store.save_state(c, state)
             self._release_rootfs(c)
+            delay = restart_delay(c, ran_for=_seconds_between(c.state.started_at, c.state.finished_at))
+            if delay is not None and not self._closing:
+                c = self.store.save_state(c, replace(c.state, status=Status.RESTARTING,
+                                                     restart_count=c.state.restart_count + 1))
+                timer = threading.Timer(delay, self._restart_after_backoff, args=(c.id,))
+                timer.daemon = True
+                timer.start()
             self._changed.notify_all()
-            if c.config.auto_remove:
+            if c.config.auto_remove and c.state.status is Status.EXITED:
                 self._remove(c)
+
+    def _restart_after_backoff(self, container_id: str) -> None:
+        with self._lock:
+            try:
+                c = self.store.load(container_id)
+            except NotFound:
+                return
+            if c.state.status is not Status.RESTARTING or c.state.stopped_by_user or self._closing:
+                return
+            try:
+                self._launch(c)
+            except BerthError as exc:
+                log.warning("restarting container %s failed: %s", c.short_id, exc)
+                self.store.save_state(c, replace(c.state, status=Status.EXITED, error=str(exc)))
+                self._changed.notify_all()
 
     def _release_rootfs(self, c: Container) -> None:
         """What a stopped container no longer needs: its network namespace and its rootfs mount."""
@@ -387,7 +409,12 @@ class ContainerService:
 
     def stop(self, ref: str, timeout: int | None = None, sig: int | None = None) -> None:
         c = self.get(ref)
-        if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        if c.state.status is Status.RESTARTING:   # between two runs: stopping it just ends the restarts
+            with self._lock:
+                self.store.save_state(c, replace(c.state, status=Status.EXITED, stopped_by_user=True))
+                self._changed.notify_all()
+            return
+        if c.state.status not in (Status.RUNNING, Status.PAUSED):
             raise NotModified(f"container {c.id} is not running")
         grace = timeout if timeout is not None else (c.config.stop_timeout if c.config.stop_timeout is not None
                                                      else 10)
@@ -502,6 +529,29 @@ class ContainerService:
 
     def logs_path(self, c: Container) -> Path:
         return c.dir / f"{c.id}-json.log"
+
+
+def restart_delay(c: Container, ran_for: float) -> float | None:
+    """Docker's restart policies: None = stay exited; else the back-off before the next start (100 ms doubling
+    per restart up to a minute, reset when the container had run for 10 s)."""
+    policy, state = c.config.restart_policy, c.state
+    if state.stopped_by_user or policy.name in ("", "no"):
+        return None
+    if policy.name == "on-failure":
+        if state.exit_code == 0:
+            return None
+        if policy.maximum_retry_count and state.restart_count >= policy.maximum_retry_count:
+            return None
+    elif policy.name not in ("always", "unless-stopped"):
+        return None
+    if ran_for >= 10:
+        return 0.1
+    return float(min(60.0, 0.1 * (2 ** min(state.restart_count, 10))))
+
+
+def _seconds_between(start: str, end: str) -> float:
+    from berth.oci.config import rfc3339_to_unix
+    return float(rfc3339_to_unix(end) - rfc3339_to_unix(start))
 
 
 def parse_signal(text: str) -> int:
