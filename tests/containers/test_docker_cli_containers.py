@@ -3,8 +3,10 @@ stop, kill, rm, ps filters, inspect, the security defaults and limits, and the b
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 
@@ -232,3 +234,31 @@ def test_restart_policies(b: PrivateBerthd) -> None:
     assert json.loads(b.docker("inspect", "always").stdout)[0]["RestartCount"] == count   # stopped stays stopped
     for name in ("flaky", "fine", "always"):
         b.docker("rm", "-f", name)
+
+
+def test_top_diff_commit_and_export(b: PrivateBerthd, tmp_path: object) -> None:
+    run(b, "-d", "--name", "worked", "busybox", "sh", "-c", "echo new > /added; rm /bin/vi; echo x >> /etc/passwd; "
+        "exec sleep 100")
+    time.sleep(0.5)
+    top = b.docker("top", "worked").stdout.decode().splitlines()
+    assert top[0].split()[:3] == ["UID", "PID", "PPID"] and "sleep 100" in top[1]
+    diff = b.docker("diff", "worked").stdout.decode().splitlines()
+    assert "A /added" in diff and "D /bin/vi" in diff and "C /etc/passwd" in diff
+    b.docker("commit", "-c", "ENV COMMITTED=yes", "-m", "from a test", "worked", "committed:1")
+    out = run(b, "--rm", "committed:1", "sh", "-c", "cat /added; echo $COMMITTED; test -e /bin/vi || echo gone")
+    assert out.stdout == b"new\nyes\ngone\n"
+    history = b.docker("history", "--format", "{{.Comment}}", "committed:1").stdout.decode().splitlines()
+    assert history[0] == "from a test"
+    tar = b.docker("export", "worked").stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as exported:
+        names = exported.getnames()
+    assert "added" in names and "bin/sh" in names and "bin/vi" not in names
+    b.docker("rm", "-f", "worked")
+    base = b.docker("image", "inspect", "--format", "{{.Id}}", "busybox").stdout.decode().strip()
+    refused = b.docker("rmi", base[7:19], check=False)      # committed:1 is its child
+    assert refused.returncode == 1 and b"image has dependent child images" in refused.stderr
+    b.docker("rmi", "committed:1")
+    run(b, "--name", "done", "busybox", "true")
+    assert b"done" in b.docker("ps", "-a", "--format", "{{.Names}}").stdout
+    pruned = b.docker("container", "prune", "-f").stdout.decode()
+    assert "Deleted Containers" in pruned and b"done" not in b.docker("ps", "-a", "--format", "{{.Names}}").stdout

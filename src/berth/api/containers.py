@@ -9,17 +9,20 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from aiohttp import web
 
 from berth.api import containers_json, hijack
 from berth.api.app import Router, engine_of, json_response, prepare_headers
 from berth.api.params import boolean, check_filters, filters, integer
+from berth.api.streams import ResponseWriter
+from berth.engine import fsops
 from berth.engine.containers import Container, Status
 from berth.engine.lifecycle import CreateRequest, iter_log, parse_signal
 from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.oci.config import rfc3339_to_unix
+from berth.oci.reference import Reference
 
 T = TypeVar("T")
 
@@ -273,6 +276,63 @@ async def inspect(request: web.Request) -> web.Response:
     return json_response(containers_json.inspect(c, str(engine.containers.logs_path(c)), _graph(engine, c)))
 
 
+async def top(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    c = engine.containers.get(request.match_info["id"])
+    titles, rows = await _blocking(lambda: fsops.top(engine.containers, c, request.query.get("ps_args", "-ef")))
+    return json_response({"Titles": titles, "Processes": rows})
+
+
+async def changes(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    c = engine.containers.get(request.match_info["id"])
+    found = await _blocking(lambda: fsops.changes(engine.snapshots, c))
+    return json_response([{"Path": path, "Kind": kind} for path, kind in found] or None)
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    engine = engine_of(request)
+    c = engine.containers.get(request.match_info["id"])
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    prepare_headers(resp)
+    await resp.prepare(request)
+    writer = ResponseWriter(resp, asyncio.get_running_loop())
+
+    def run() -> None:
+        fsops.export(engine.containers, engine.snapshots, c, cast(BinaryIO, writer))
+        writer.flush()
+
+    await _blocking(run)
+    await resp.write_eof()
+    return resp
+
+
+async def commit(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    q = request.query
+    c = engine.containers.get(q.get("container", ""))
+    repo = q.get("repo", "")
+    tag = Reference.parse(f"{repo}:{q.get('tag') or 'latest'}") if repo else None
+    image_id = await _blocking(lambda: fsops.commit(
+        engine.containers, engine.snapshots, engine.images, c, tag, q.get("comment", ""), q.get("author", ""),
+        [line for line in q.getall("changes", []) for line in line.splitlines() if line.strip()],
+        q.get("pause", "1").lower() not in ("0", "false", "no")))
+    return json_response({"Id": str(image_id)}, status=201)
+
+
+async def prune(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    given = filters(request)
+    check_filters(given, {"label", "until"})
+    deleted: list[str] = []
+    for c in await _blocking(engine.containers.list_containers):
+        if c.state.status in (Status.CREATED, Status.EXITED, Status.DEAD) and _matches(c, {
+                k: v for k, v in given.items() if k == "label"}):
+            await _blocking(lambda c=c: engine.containers.remove(c.id))  # type: ignore[misc]
+            deleted.append(c.id)
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
 def register(router: Router) -> None:
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", list_containers)
@@ -289,3 +349,8 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/rename", rename)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("DELETE", "/containers/{id}", delete)
+    router.add("GET", "/containers/{id}/top", top)
+    router.add("GET", "/containers/{id}/changes", changes)
+    router.add("GET", "/containers/{id}/export", export)
+    router.add("POST", "/commit", commit)
+    router.add("POST", "/containers/prune", prune)

@@ -82,7 +82,7 @@ class ContainerService:
                  spawn_monitor: Callable[[MonitorOptions], object]) -> None:
         self.store = ContainerStore(root / "containers")
         self._exec_root = exec_root
-        self._state_root = exec_root / "runtime"
+        self.state_root = self._state_root = exec_root / "runtime"
         self._sockets = exec_root / "m"
         for d in (self._state_root, self._sockets):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -271,13 +271,13 @@ class ContainerService:
     def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool, timeout: float = 600) -> socket.socket:
         """A stream of the container's output (and its stdin). For a created container, waits for its start
         and is connected before the process runs, so nothing is missed."""
-        c = self.get(ref)
-        if c.state.status in (Status.RUNNING, Status.PAUSED):
-            return monitors.attach(self.socket_of(c.id), stdin, stdout, stderr)
-        if c.state.status not in (Status.CREATED, Status.EXITED):
-            raise Conflict(f"container {c.id} is {c.state.status}; you cannot attach to it")
         ready, done = threading.Event(), threading.Event()
-        with self._lock:
+        with self._lock:   # start() holds the lock from its status check to its start: no attach falls between
+            c = self.get(ref)
+            if c.state.status in (Status.RUNNING, Status.PAUSED):
+                return monitors.attach(self.socket_of(c.id), stdin, stdout, stderr)
+            if c.state.status not in (Status.CREATED, Status.EXITED):
+                raise Conflict(f"container {c.id} is {c.state.status}; you cannot attach to it")
             self._pending.setdefault(c.id, []).append(ready)
             self._attached.setdefault(c.id, []).append(done)
         try:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -251,6 +251,33 @@ class ImageService:
                                     (Descriptor(MediaType.OCI_LAYER, diff_id, info.size),))
                 manifest_digest = self._blobs.put_bytes(manifest.to_bytes(), lease=lease)
                 self._records.add(image_id, manifest_digest, [tag] if tag else [])
+                return image_id
+            except BaseException:
+                lease.release()
+                self._drop_layers(created)
+                self.collect_garbage()
+                raise
+
+    def commit(self, parent: ImageRecord, layer: BinaryIO, config: ContainerConfig, created_by: str,
+               comment: str = "", author: str = "", tag: Reference | None = None) -> Digest:
+        """`docker commit`: the parent image plus one layer (a plain tar stream), with the given config."""
+        base = ImageConfig.parse(self.raw_config(parent))
+        parent_manifest = Manifest.parse(self._blobs.read_bytes(parent.manifest))
+        created: list[Digest] = []
+        with self._blobs.lease() as lease:
+            try:
+                info = self._blobs.ingest(layer, lease=lease)
+                now = rfc3339(self._clock())
+                image_config = replace(base, diff_ids=base.diff_ids + (info.digest,), config=config, created=now,
+                                       author=author or base.author, comment=comment,
+                                       history=base.history + (History(now, created_by, author, comment),))
+                layers = (*parent_manifest.layers, Descriptor(MediaType.OCI_LAYER, info.digest, info.size))
+                self._unpack(image_config, layers, created)
+                image_id = self._blobs.put_bytes(image_config.to_bytes(), lease=lease)
+                manifest = Manifest(MediaType.OCI_MANIFEST,
+                                    Descriptor(MediaType.OCI_CONFIG, image_id, self._blobs.size(image_id)), layers)
+                manifest_digest = self._blobs.put_bytes(manifest.to_bytes(), lease=lease)
+                self._records.add(image_id, manifest_digest, [tag] if tag else [], parent=parent.id)
                 return image_id
             except BaseException:
                 lease.release()
