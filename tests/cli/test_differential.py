@@ -278,9 +278,22 @@ def _members(path: Path) -> list[str]:
 
 
 def _contents(path: Path) -> dict[str, bytes]:
+    """Every entry's bytes, symlinks followed, manifest.json's images sorted: dockerd writes the images of one
+    save in map order, and which of two images' shared layer is the file and which the symlink follows it."""
     with tarfile.open(path) as tf:
-        return {m.name: (tf.extractfile(m).read() if m.isfile() else m.linkname.encode())  # type: ignore[union-attr]
-                for m in tf.getmembers()}
+        members = {m.name: m for m in tf.getmembers()}
+
+        def data(m: tarfile.TarInfo) -> bytes:
+            for _ in range(10):
+                if not m.issym():
+                    break
+                m = members[os.path.normpath(os.path.join(os.path.dirname(m.name), m.linkname))]
+            return tf.extractfile(m).read() if m.isfile() else b""  # type: ignore[union-attr]
+
+        out = {name: data(m) for name, m in members.items()}
+    if "manifest.json" in out:
+        out["manifest.json"] = json.dumps(sorted(json.loads(out["manifest.json"]), key=lambda e: e["Config"])).encode()
+    return out
 
 
 def test_save_to_a_file_writes_what_docker_writes(seeded_daemon: Daemon, tmp_path: Path) -> None:
