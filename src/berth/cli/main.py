@@ -201,7 +201,42 @@ INFO = Command("info [OPTIONS]", "Display system-wide information", _format_only
 VERSION = Command("version [OPTIONS]", "Show the berth version information", _format_only,
                   _lazy("system", "run_version"))
 
+def _pull(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
+    p.add_argument("--platform", default="", help="Set platform if server is multi-platform capable")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("image", nargs="*")
+
+
+def _push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all-tags", action="store_true", help="Push all tags of an image to the repository")
+    p.add_argument("--format", default="", choices=["", "docker", "oci"], help="Manifest format (berth extension)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("image", nargs="*")
+
+
+def _login(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-u", "--username", default="", help="Username")
+    p.add_argument("-p", "--password", default="", help="Password")
+    p.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
+    p.add_argument("server", nargs="*")
+
+
+def _logout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("server", nargs="*")
+
+
+PULL = Command("pull [OPTIONS] NAME[:TAG|@DIGEST]", "Download an image from a registry", _pull,
+               _lazy("registry", "run_pull"), "image", (1, 1))
+PUSH = Command("push [OPTIONS] NAME[:TAG]", "Upload an image to a registry", _push, _lazy("registry", "run_push"),
+               "image", (1, 1))
+LOGIN = Command("login [OPTIONS] [SERVER]", "Log in to a registry", _login, _lazy("registry", "run_login"),
+                "server", (0, 1))
+LOGOUT = Command("logout [SERVER]", "Log out from a registry", _logout, _lazy("registry", "run_logout"),
+                 "server", (0, 1))
+
 TOP: dict[str, Command] = {
+    "pull": PULL, "push": PUSH, "login": LOGIN, "logout": LOGOUT,
     "images": IMAGES, "inspect": INSPECT, "history": HISTORY, "tag": TAG, "rmi": RMI, "save": SAVE, "load": LOAD,
     "import": IMPORT, "info": INFO, "version": VERSION,
 }
@@ -245,6 +280,7 @@ def _overview() -> str:
     for name, cmd in TOP.items():
         lines.append(f"  {name:<10}{cmd.summary}")
     lines += ["", "Management Commands:", "  image     Manage images", "  system    Manage berth", "",
+              "  registry  Run berth's registry server (serve, gc)", "",
               f"Run '{PROG} COMMAND --help' for more information on a command."]
     return "\n".join(lines) + "\n"
 
@@ -270,6 +306,9 @@ def _run(argv: list[str], ctx_factory: Callable[[str | None], Ctx], out: Callabl
         out(_overview())
         return 0
     word, rest = rest[0], rest[1:]
+    if word == "registry":   # berth's registry server is its own program
+        from berth.cli.registry import run_registry
+        return run_registry(rest)
     called_as = word
     if word in GROUPS:
         if not rest or rest[0] in ("-h", "--help"):

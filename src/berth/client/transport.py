@@ -283,9 +283,10 @@ class EngineClient:
 
     def stream_json(self, method: str, path: str, query: Mapping[str, Any] | None = None, *,
                     body: bytes | IO[bytes] | Iterable[bytes] | None = None,
-                    content_type: str = "application/x-tar") -> Iterator[Any]:
+                    content_type: str = "application/x-tar",
+                    headers: Mapping[str, str] | None = None) -> Iterator[Any]:
         """A JSON-lines progress stream (load, import, pull, bootstrap), optionally after uploading `body`."""
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = {**({"Content-Type": content_type} if body is not None else {}), **(headers or {})}
         resp = self.open(method, path, query, body=body, headers=headers)
         try:
             yield from resp.json_lines()
