@@ -9,26 +9,20 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
 from berth.api import containers_json, hijack
 from berth.api.app import Router, engine_of, json_response, prepare_headers
 from berth.api.params import boolean, check_filters, filters, integer
-from berth.api.streams import ResponseWriter
+from berth.api.streams import ResponseWriter, blocking, frame
 from berth.engine import fsops
 from berth.engine.containers import Container, Status
 from berth.engine.lifecycle import CreateRequest, iter_log, parse_signal
 from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.oci.config import rfc3339_to_unix
 from berth.oci.reference import Reference
-
-T = TypeVar("T")
-
-
-async def _blocking(fn: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
 def _graph(engine: Any, c: Container) -> dict[str, str]:
@@ -44,13 +38,13 @@ async def create(request: web.Request) -> web.Response:
         raise InvalidArgument("the create request body is not valid JSON") from None
     draft = containers_json.parse_create(body)
     name = request.query.get("name", "")
-    c = await _blocking(lambda: engine.containers.create(CreateRequest(name, draft)))
+    c = await blocking(lambda: engine.containers.create(CreateRequest(name, draft)))
     return json_response({"Id": c.id, "Warnings": []}, status=201)
 
 
 async def start(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    await _blocking(lambda: engine.containers.start(request.match_info["id"]))
+    await blocking(lambda: engine.containers.start(request.match_info["id"]))
     return web.Response(status=204)
 
 
@@ -63,7 +57,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     prepare_headers(resp)
     await resp.prepare(request)   # headers at once: the CLI waits for them before it starts the container
     try:
-        state = await _blocking(lambda: engine.containers.wait(ref, condition))
+        state = await blocking(lambda: engine.containers.wait(ref, condition))
         body: dict[str, Any] = {"Error": None, "StatusCode": state.exit_code}
         if state.error and condition != "removed":
             body["Error"] = {"Message": state.error}
@@ -84,18 +78,13 @@ async def attach(request: web.Request) -> web.StreamResponse:
         "application/vnd.docker.multiplexed-stream"
     transport, raw = await hijack.upgrade(request, content_type)
     try:
-        upstream = await _blocking(lambda: engine.containers.attach(c.id, stdin, stdout, stderr))
+        upstream = await blocking(lambda: engine.containers.attach(c.id, stdin, stdout, stderr))
     except BerthError as exc:
         transport.write(f"Error attaching: {exc}\n".encode())
         transport.close()
         return web.StreamResponse(status=101)
     await hijack.relay(transport, raw, upstream, stdin)
     return web.StreamResponse(status=101)
-
-
-def _frame(stream: str, data: bytes) -> bytes:
-    kind = 2 if stream == "stderr" else 1
-    return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
@@ -128,9 +117,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
         data = entry.get("log", "").encode()
         if timestamps:
             data = when.encode() + b" " + data
-        return data if c.config.tty else _frame(entry["stream"], data)
+        return data if c.config.tty else frame(entry["stream"], data)
 
-    lines = await _blocking(lambda: list(iter_log(path)))
+    lines = await blocking(lambda: list(iter_log(path)))
     if tail is not None:
         lines = lines[-tail:] if tail > 0 else []
     for line in lines:
@@ -181,49 +170,49 @@ async def stop(request: web.Request) -> web.Response:
     engine = engine_of(request)
     t = integer(request, "t")
     sig = request.query.get("signal")
-    await _blocking(lambda: engine.containers.stop(request.match_info["id"], t, parse_signal(sig) if sig else None))
+    await blocking(lambda: engine.containers.stop(request.match_info["id"], t, parse_signal(sig) if sig else None))
     return web.Response(status=204)
 
 
 async def kill(request: web.Request) -> web.Response:
     engine = engine_of(request)
     sig = parse_signal(request.query.get("signal") or "SIGKILL")
-    await _blocking(lambda: engine.containers.kill(request.match_info["id"], sig))
+    await blocking(lambda: engine.containers.kill(request.match_info["id"], sig))
     return web.Response(status=204)
 
 
 async def restart(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    await _blocking(lambda: engine.containers.restart(request.match_info["id"], integer(request, "t")))
+    await blocking(lambda: engine.containers.restart(request.match_info["id"], integer(request, "t")))
     return web.Response(status=204)
 
 
 async def pause(request: web.Request) -> web.Response:
-    await _blocking(lambda: engine_of(request).containers.pause(request.match_info["id"]))
+    await blocking(lambda: engine_of(request).containers.pause(request.match_info["id"]))
     return web.Response(status=204)
 
 
 async def unpause(request: web.Request) -> web.Response:
-    await _blocking(lambda: engine_of(request).containers.unpause(request.match_info["id"]))
+    await blocking(lambda: engine_of(request).containers.unpause(request.match_info["id"]))
     return web.Response(status=204)
 
 
 async def rename(request: web.Request) -> web.Response:
     name = request.query.get("name", "")
-    await _blocking(lambda: engine_of(request).containers.rename(request.match_info["id"], name))
+    await blocking(lambda: engine_of(request).containers.rename(request.match_info["id"], name))
     return web.Response(status=204)
 
 
 async def resize(request: web.Request) -> web.Response:
     h, w = integer(request, "h") or 0, integer(request, "w") or 0
-    await _blocking(lambda: engine_of(request).containers.resize(request.match_info["id"], h, w))
+    await blocking(lambda: engine_of(request).containers.resize(request.match_info["id"], h, w))
     return web.Response(status=200)
 
 
 async def delete(request: web.Request) -> web.Response:
     engine = engine_of(request)
     force = boolean(request, "force")
-    await _blocking(lambda: engine.containers.remove(request.match_info["id"], force))
+    await blocking(lambda: engine.containers.remove(request.match_info["id"], force))
     return web.Response(status=204)
 
 
@@ -255,7 +244,7 @@ async def list_containers(request: web.Request) -> web.Response:
                           "volume", "health", "is-task", "publish", "expose"})
     show_all = boolean(request, "all")
     limit = integer(request, "limit")
-    every = await _blocking(engine.containers.list_containers)
+    every = await blocking(engine.containers.list_containers)
     now = time.time()
     out = []
     for c in every:
@@ -279,14 +268,14 @@ async def inspect(request: web.Request) -> web.Response:
 async def top(request: web.Request) -> web.Response:
     engine = engine_of(request)
     c = engine.containers.get(request.match_info["id"])
-    titles, rows = await _blocking(lambda: fsops.top(engine.containers, c, request.query.get("ps_args", "-ef")))
+    titles, rows = await blocking(lambda: fsops.top(engine.containers, c, request.query.get("ps_args", "-ef")))
     return json_response({"Titles": titles, "Processes": rows})
 
 
 async def changes(request: web.Request) -> web.Response:
     engine = engine_of(request)
     c = engine.containers.get(request.match_info["id"])
-    found = await _blocking(lambda: fsops.changes(engine.snapshots, c))
+    found = await blocking(lambda: fsops.changes(engine.snapshots, c))
     return json_response([{"Path": path, "Kind": kind} for path, kind in found] or None)
 
 
@@ -302,7 +291,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         fsops.export(engine.containers, engine.snapshots, c, cast(BinaryIO, writer))
         writer.flush()
 
-    await _blocking(run)
+    await blocking(run)
     await resp.write_eof()
     return resp
 
@@ -313,7 +302,7 @@ async def commit(request: web.Request) -> web.Response:
     c = engine.containers.get(q.get("container", ""))
     repo = q.get("repo", "")
     tag = Reference.parse(f"{repo}:{q.get('tag') or 'latest'}") if repo else None
-    image_id = await _blocking(lambda: fsops.commit(
+    image_id = await blocking(lambda: fsops.commit(
         engine.containers, engine.snapshots, engine.images, c, tag, q.get("comment", ""), q.get("author", ""),
         [line for line in q.getall("changes", []) for line in line.splitlines() if line.strip()],
         q.get("pause", "1").lower() not in ("0", "false", "no")))
@@ -325,10 +314,10 @@ async def prune(request: web.Request) -> web.Response:
     given = filters(request)
     check_filters(given, {"label", "until"})
     deleted: list[str] = []
-    for c in await _blocking(engine.containers.list_containers):
+    for c in await blocking(engine.containers.list_containers):
         if c.state.status in (Status.CREATED, Status.EXITED, Status.DEAD) and _matches(c, {
                 k: v for k, v in given.items() if k == "label"}):
-            await _blocking(lambda c=c: engine.containers.remove(c.id))  # type: ignore[misc]
+            await blocking(lambda c=c: engine.containers.remove(c.id))  # type: ignore[misc]
             deleted.append(c.id)
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 

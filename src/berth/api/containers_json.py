@@ -4,12 +4,13 @@ rendered from records."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from berth.api.images_json import container_config
 from berth.engine.containers import Container, ContainerConfig, RestartPolicy, Status, Ulimit
 from berth.errors import InvalidArgument
+from berth.oci.config import rfc3339_to_unix
+from berth.util.humanize import human_duration
 
 _RESTART = {"", "no", "always", "unless-stopped", "on-failure"}
 
@@ -182,40 +183,26 @@ def inspect(c: Container, log_path: str, graph: dict[str, str]) -> dict[str, Any
     }
 
 
-def _created_unix(c: Container) -> int:
-    text = c.created[:26].rstrip("Z")
-    try:
-        return int(datetime.fromisoformat(text + "+00:00").timestamp())
-    except ValueError:
-        return 0
-
-
 def status_text(c: Container, now: float) -> str:
-    from berth.api.humanize import human_duration
     s = c.state
     if s.status is Status.CREATED:
         return "Created"
     if s.status in (Status.RUNNING, Status.PAUSED):
-        text = f"Up {human_duration(now - _unix(s.started_at))}"
+        text = f"Up {human_duration(now - rfc3339_to_unix(s.started_at))}"
         return text + " (Paused)" if s.status is Status.PAUSED else text
     if s.status is Status.RESTARTING:
-        return f"Restarting ({s.exit_code}) {human_duration(now - _unix(s.finished_at))} ago"
+        return f"Restarting ({s.exit_code}) {human_duration(now - rfc3339_to_unix(s.finished_at))} ago"
     if s.status is Status.DEAD:
         return "Dead"
     if s.status is Status.REMOVING:
         return "Removal In Progress"
-    return f"Exited ({s.exit_code}) {human_duration(now - _unix(s.finished_at))} ago"
-
-
-def _unix(text: str) -> float:
-    from berth.oci.config import rfc3339_to_unix
-    return float(rfc3339_to_unix(text))
+    return f"Exited ({s.exit_code}) {human_duration(now - rfc3339_to_unix(s.finished_at))} ago"
 
 
 def list_item(c: Container, now: float) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.config.image, "ImageID": str(c.config.image_id),
-        "Command": " ".join(c.config.args), "Created": _created_unix(c), "Ports": [], "Labels": dict(c.config.labels),
+        "Command": " ".join(c.config.args), "Created": rfc3339_to_unix(c.created), "Ports": [], "Labels": dict(c.config.labels),
         "State": str(c.state.status), "Status": status_text(c, now),
         "HostConfig": {"NetworkMode": c.config.network_mode}, "NetworkSettings": {"Networks": {}}, "Mounts": [],
     }

@@ -14,6 +14,7 @@ from aiohttp import web
 from berth.api.app import Router, engine_of, json_response
 from berth.api.hijack import upgrade
 from berth.api.params import integer
+from berth.api.streams import frame
 from berth.engine.execs import ExecConfig, ExecSession
 from berth.errors import InvalidArgument
 
@@ -47,10 +48,6 @@ def _console_size(value: Any) -> tuple[int, int]:
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return int(value[0]), int(value[1])
     return 0, 0
-
-
-def _frame(stream: str, data: bytes) -> bytes:
-    return bytes([2 if stream == "stderr" else 1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
 async def start(request: web.Request) -> web.StreamResponse:
@@ -98,7 +95,7 @@ async def _relay(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, 
                 if not data:
                     break
                 if wanted:
-                    out = data if tty else _frame(stream, data)
+                    out = data if tty else frame(stream, data)
                     loop.call_soon_threadsafe(transport.write, out)
         finally:
             os.close(fd)

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, cast
 
 from aiohttp import web
 
 from berth.api import images_json
 from berth.api.app import Router, engine_of, json_response, prepare_headers, request_version
 from berth.api.params import boolean, check_filters, filters
-from berth.api.streams import BodyReader, JsonLines, ResponseWriter
+from berth.api.streams import BodyReader, JsonLines, ResponseWriter, blocking
 from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.images.service import ImageView, Loaded, bootstrap
 from berth.oci.descriptor import Platform
 from berth.oci.reference import Reference
-
-T = TypeVar("T")
-
-
-async def _blocking(fn: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
 def _label_match(view: ImageView, wanted: list[str]) -> bool:
@@ -50,7 +43,7 @@ async def list_images(request: web.Request) -> web.Response:
     engine = engine_of(request)
     given = filters(request)
     check_filters(given, {"dangling", "label", "reference", "before", "since", "until"})
-    views = await _blocking(engine.images.list_images)
+    views = await blocking(engine.images.list_images)
     by_id = {str(v.record.id): v for v in views}
 
     def created_of(name: str) -> float:
@@ -88,7 +81,7 @@ async def inspect_image(request: web.Request) -> web.Response:
     engine = engine_of(request)
     name = request.match_info["name"]
     try:
-        view = await _blocking(lambda: engine.images.inspect(name))
+        view = await blocking(lambda: engine.images.inspect(name))
     except NotFound as exc:  # dockerd's wording for this endpoint
         raise NotFound(f"no such image: {name}: {exc}") from exc
     raw = engine.images.raw_config(view.record)
@@ -99,8 +92,8 @@ async def inspect_image(request: web.Request) -> web.Response:
 async def image_history(request: web.Request) -> web.Response:
     engine = engine_of(request)
     name = request.match_info["name"]
-    view = await _blocking(lambda: engine.images.inspect(name))
-    rows = await _blocking(lambda: engine.images.history(name))
+    view = await blocking(lambda: engine.images.inspect(name))
+    rows = await blocking(lambda: engine.images.history(name))
     return json_response(images_json.history(rows, view))
 
 
@@ -111,13 +104,13 @@ async def tag_image(request: web.Request) -> web.Response:
     if not repo:
         raise InvalidArgument("repository name must be given: repo=<name>")
     target = Reference.parse(f"{repo}:{tag}")
-    await _blocking(lambda: engine.images.tag(request.match_info["name"], target))
+    await blocking(lambda: engine.images.tag(request.match_info["name"], target))
     return web.Response(status=201)
 
 
 async def delete_image(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    events = await _blocking(lambda: engine.images.remove(request.match_info["name"], boolean(request, "force"),
+    events = await blocking(lambda: engine.images.remove(request.match_info["name"], boolean(request, "force"),
                                                           not boolean(request, "noprune")))
     return json_response([{kind: value} for kind, value in events])
 
@@ -137,7 +130,7 @@ async def _stream_tar(request: web.Request, names: list[str]) -> web.StreamRespo
         engine.images.save(names, cast(BinaryIO, writer))
         writer.flush()
 
-    await _blocking(run)
+    await blocking(run)
     await resp.write_eof()
     return resp
 
@@ -170,7 +163,7 @@ async def load_images(request: web.Request) -> web.StreamResponse:
             lines.send({"stream": f"Loaded image ID: {loaded.image_id}\n"})
 
     try:
-        await _blocking(lambda: engine.images.load(body, report))
+        await blocking(lambda: engine.images.load(body, report))
     except BerthError as exc:
         await lines.error(str(exc))
     await resp.write_eof()
@@ -196,7 +189,7 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     body = cast(BinaryIO, BodyReader(request, loop))
     resp, lines = await _json_stream(request)
     try:
-        image_id = await _blocking(lambda: engine.images.import_rootfs(body, tag, changes, message, "-", plat))
+        image_id = await blocking(lambda: engine.images.import_rootfs(body, tag, changes, message, "-", plat))
         await lines.asend({"status": str(image_id)})
     except BerthError as exc:
         await lines.error(str(exc))
@@ -214,7 +207,7 @@ async def bootstrap_image(request: web.Request) -> web.StreamResponse:
     tag = Reference.parse(tag_text) if tag_text else None
     resp, lines = await _json_stream(request)
     try:
-        image_id = await _blocking(lambda: bootstrap(
+        image_id = await blocking(lambda: bootstrap(
             engine.images, base, engine.config.root / "tmp", tag,
             lambda text: lines.send({"status": text})))
         await lines.asend({"aux": {"ID": str(image_id)}})
@@ -234,7 +227,7 @@ async def prune_images(request: web.Request) -> web.Response:
     def keep(view: ImageView) -> bool:
         return "label" in given and not _label_match(view, given["label"])
 
-    events, reclaimed = await _blocking(lambda: engine.images.prune(all_unused=not dangling, keep=keep))
+    events, reclaimed = await blocking(lambda: engine.images.prune(all_unused=not dangling, keep=keep))
     return json_response({"ImagesDeleted": [{k: v} for k, v in events] or None, "SpaceReclaimed": reclaimed})
 
 

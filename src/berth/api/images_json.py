@@ -12,10 +12,6 @@ from berth.oci.reference import Reference
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def unix_time(rfc3339: str) -> int:
-    return rfc3339_to_unix(rfc3339)
-
-
 def container_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Docker's container.Config struct with every field present, as dockerd re-marshals it."""
     raw = raw or {}
@@ -62,7 +58,7 @@ def list_item(view: ImageView, version: tuple[int, int]) -> dict[str, Any]:
         tags = tags or ["<none>:<none>"]
         digests = digests or ["<none>@<none>"]
     item: dict[str, Any] = {
-        "Containers": -1, "Created": unix_time(view.config.created), "Id": str(view.record.id),
+        "Containers": -1, "Created": rfc3339_to_unix(view.config.created), "Id": str(view.record.id),
         "Labels": dict(view.config.config.labels) or None,
         "ParentId": str(view.record.parent) if view.record.parent else "",
         "RepoDigests": digests, "RepoTags": tags, "SharedSize": -1, "Size": view.size,
@@ -102,6 +98,6 @@ def inspect(view: ImageView, raw_config: bytes, graph_data: dict[str, str],
 def history(rows: list[tuple[str, History, int]], view: ImageView) -> list[dict[str, Any]]:
     out = []
     for i, (image_id, entry, size) in enumerate(rows):
-        out.append({"Comment": entry.comment, "Created": unix_time(entry.created), "CreatedBy": entry.created_by,
+        out.append({"Comment": entry.comment, "Created": rfc3339_to_unix(entry.created), "CreatedBy": entry.created_by,
                     "Id": image_id, "Size": size, "Tags": (_tags(view) or None) if i == 0 else None})
     return out

@@ -8,11 +8,23 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 CHUNK = 1 << 20
+T = TypeVar("T")
+
+
+async def blocking(fn: Callable[[], T]) -> T:
+    """Run a blocking engine call on the daemon's worker threads."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def frame(stream: str, data: bytes) -> bytes:
+    """Docker's stream framing for non-tty output: [1 stdout | 2 stderr, 0, 0, 0, uint32 BE length] + data."""
+    return bytes([2 if stream == "stderr" else 1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
 class BodyReader(io.RawIOBase):

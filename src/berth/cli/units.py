@@ -1,12 +1,16 @@
 """Human-readable sizes and durations exactly as docker prints them (docker/go-units semantics), and IDs.
 
-May import: the standard library.
+May import: the standard library, berth.util.humanize (human_duration lives there, shared with the API).
 """
 
 from __future__ import annotations
 
 import time
 import unicodedata
+
+from berth.util.humanize import human_duration
+
+__all__ = ["human_duration"]  # re-exported: callers keep importing it from here
 
 _DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
@@ -19,34 +23,6 @@ def human_size(size: float, precision: int = 4) -> str:
         value /= 1000.0
         i += 1
     return f"{value:.{precision}g}{_DECIMAL[i]}"
-
-
-def human_duration(seconds_f: float) -> str:
-    """go-units HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks"."""
-    seconds = int(seconds_f)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = int(seconds_f / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds_f / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds_f / 3600) // 24 // 365} years"
 
 
 def since(created_unix: float, now: float | None = None) -> str:
