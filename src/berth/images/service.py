@@ -32,7 +32,7 @@ from berth.oci.digest import Digest
 from berth.oci.manifest import Manifest
 from berth.oci.mediatype import MediaType
 from berth.oci.reference import Reference
-from berth.snapshots.stream import Compression
+from berth.snapshots.stream import Compression, detect_compression
 
 UNPACK_WORKERS = 4
 
@@ -467,14 +467,13 @@ def _parse_tag(text: str) -> Reference:
     return ref
 
 
+_LAYER_TYPES = {Compression.GZIP: MediaType.OCI_LAYER_GZIP, Compression.ZSTD: MediaType.OCI_LAYER_ZSTD,
+                Compression.NONE: MediaType.OCI_LAYER}
+
+
 def _layer_type(blobs: BlobStore, digest: Digest) -> MediaType:
     with blobs.open(digest) as f:
-        magic = f.read(4)
-    if magic[:2] == b"\x1f\x8b":
-        return MediaType.OCI_LAYER_GZIP
-    if magic == b"\x28\xb5\x2f\xfd":
-        return MediaType.OCI_LAYER_ZSTD
-    return MediaType.OCI_LAYER
+        return _LAYER_TYPES[detect_compression(f.read(4))]
 
 
 def _is_id_prefix(name: str, rec: ImageRecord) -> bool:
