@@ -93,8 +93,11 @@ class PrivateDockerd:
     anything under it, deletes the netns and the dir, and is safe to call twice or after a failed start.
     """
 
-    def __init__(self, base_dir: Path | None = None, start_timeout: float = 60.0) -> None:
+    def __init__(self, base_dir: Path | None = None, start_timeout: float = 60.0, bridge: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="berth-dockerd-", dir=base_dir))
+        # bridge=True: dockerd's default bridge and its iptables rules, inside the daemon's own netns (safe for
+        # the host); the default (no bridge) makes every container `--network none`-like and starts faster.
+        self.bridge = bridge
         self.netns = f"berth-test-{secrets.token_hex(4)}"
         self.data_root = self.root / "data"
         self.exec_root = self.root / "exec"
@@ -129,8 +132,8 @@ class PrivateDockerd:
                 # Private mount namespace: dockerd's overlay and shm mounts are not propagated to the host.
                 "unshare", "--mount", "--propagation", "private",
                 DOCKERD, "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-                "-H", self.host, "--pidfile", str(self.pidfile), "--iptables=false", "--ip6tables=false",
-                "--bridge=none", "--storage-driver=overlay2",
+                "-H", self.host, "--pidfile", str(self.pidfile), "--ip6tables=false", "--storage-driver=overlay2",
+                *(() if self.bridge else ("--iptables=false", "--bridge=none")),
             ]
             with open(self.log_path, "wb") as log:
                 self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
