@@ -109,15 +109,19 @@ def rss_kib(pid: int) -> int:
 
 
 def _pids_of(comm_prefix: str, marker: str) -> list[int]:
-    """Processes whose command line starts with comm_prefix (a program name) and mentions marker."""
+    """Processes whose name (/proc/<pid>/comm) starts with comm_prefix and whose command line or open files
+    mention marker."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError):
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            if argv and Path(argv[0].decode(errors="replace")).name.startswith(comm_prefix) \
-                    and marker.encode() in b" ".join(argv):
+            if not Path(f"/proc/{entry}/comm").read_text().startswith(comm_prefix):
+                continue
+            names = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            with contextlib.suppress(OSError):
+                names += " ".join(os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd"))
+            if marker in names:
                 found.append(int(entry))
     return found
 
@@ -130,10 +134,10 @@ def memory(sides: Sequence[Side]) -> list[str]:
         idle = sum(rss_kib(p) for p in s.daemon_pids())
         cid = s.run("run", "-d", "busybox", "sleep", "60").strip()
         time.sleep(0.5)
-        shims = [rss_kib(p) for p in _pids_of(s.shim, cid[:12])] or [rss_kib(p) for p in _pids_of(s.shim, "")]
+        shims = [rss_kib(p) for p in _pids_of(s.shim, cid)]
         s.run("rm", "-f", cid, check=False)
         lines.append(f"{s.name}: idle daemon RSS {idle / 1024:.1f} MiB; per-container process ({s.shim}) "
-                     f"RSS {max(shims, default=0) / 1024:.1f} MiB")
+                     f"RSS {max(shims, default=0) / 1024:.1f} MiB ({len(shims)} found)")
     return lines
 
 
@@ -161,7 +165,7 @@ def daemons(base: Path) -> Iterator[list[Side]]:
             pid = berthd_pid()
             return [pid] if pid else []
 
-        yield [Side("berth", b.host, berthd_pid, berthd_pids, "python"),
+        yield [Side("berth", b.host, berthd_pid, berthd_pids, "berth-monitor"),
                Side("docker", d.host, dockerd_pid, dockerd_pids, "containerd-shim")]
 
 
