@@ -93,6 +93,10 @@ class ContainerService:
         self._pending: dict[str, list[threading.Event]] = {}   # attach clients waiting for a start
         self._attached: dict[str, list[threading.Event]] = {}
         self._final: dict[str, ContainerState] = {}           # last states of removed containers, for wait
+        # Starts run outside the lock (20 at once must not queue behind each other's mounts and monitors):
+        # _starting holds the containers being started, _live those whose monitor already serves attach clients.
+        self._starting: set[str] = set()
+        self._live: set[str] = set()
         self._closing = False
 
     def shutdown(self) -> None:
@@ -187,12 +191,26 @@ class ContainerService:
             if c.state.status in (Status.RUNNING, Status.PAUSED):
                 raise NotModified(f"container {c.id} is already running")
             check_transition(c.id, c.state.status, Status.RUNNING)
-            try:
-                c = self._launch(c)
-            except BerthError as exc:
+            if c.id in self._starting:
+                raise Conflict(f"container {c.id} is already being started")
+            self._starting.add(c.id)
+        try:
+            c = self._launch(c)
+        except BerthError as exc:
+            with self._lock:
                 self._start_failed(c, exc)
-                raise StartFailed(str(exc)) from exc
+            raise StartFailed(str(exc)) from exc
+        finally:
+            with self._lock:
+                self._starting.discard(c.id)
+                self._changed.notify_all()
         return c
+
+    def _wait_not_starting(self, container_id: str, seconds: float = 60) -> None:
+        """Caller holds the lock: wait until a start of this container running in another thread is over."""
+        deadline = time.monotonic() + seconds
+        while container_id in self._starting and time.monotonic() < deadline:
+            self._changed.wait(timeout=0.2)
 
     def _start_failed(self, c: Container, exc: BerthError) -> None:
         """Docker's record of a failed start: the error and 127/126/128 in the state; --rm removes it."""
@@ -206,7 +224,7 @@ class ContainerService:
 
     def _launch(self, c: Container) -> Container:
         """Mount the rootfs, write the spec, spawn the monitor (container created), connect waiting attach
-        clients, then start. Caller holds the lock."""
+        clients, then start. Runs outside the lock (start() marks the container as starting)."""
         bundle = self.bundle_of(c)
         rootfs = bundle / "rootfs"
         sock = self.socket_of(c.id)
@@ -235,17 +253,26 @@ class ContainerService:
                 log_max_size=c.config.log_max_size or -1, log_max_file=c.config.log_max_file,
                 runtime=c.config.runtime))
             undo.callback(self._abort_monitor, c.id)
+            with self._lock:
+                self._live.add(c.id)
+            undo.callback(self._not_live, c.id)
             self._connect_pending(c.id)
             monitors.request(sock, {"op": "start"})
             started = read_json(c.dir / "started.json") if (c.dir / "started.json").exists() else {}
             state = replace(c.state, status=Status.RUNNING, pid=int(started.get("pid", 0)), exit_code=0, error="",
                             oom_killed=False, started_at=str(started.get("started_at") or now_rfc3339()),
                             finished_at=ZERO_TIME, stopped_by_user=False)
-            c = self.store.save_state(c, state)
+            with self._lock:
+                c = self.store.save_state(c, state)
+                self._live.discard(c.id)
+                self._changed.notify_all()
             undo.pop_all()
-        self._changed.notify_all()
         threading.Thread(target=self._watch, args=(c.id,), name=f"watch-{c.id[:12]}", daemon=True).start()
         return c
+
+    def _not_live(self, container_id: str) -> None:
+        with self._lock:
+            self._live.discard(container_id)
 
     def _abort_monitor(self, container_id: str) -> None:
         with contextlib.suppress(BerthError, OSError):
@@ -272,9 +299,9 @@ class ContainerService:
         """A stream of the container's output (and its stdin). For a created container, waits for its start
         and is connected before the process runs, so nothing is missed."""
         ready, done = threading.Event(), threading.Event()
-        with self._lock:   # start() holds the lock from its status check to its start: no attach falls between
+        with self._lock:   # a start makes its monitor live under the lock: no attach falls between
             c = self.get(ref)
-            if c.state.status in (Status.RUNNING, Status.PAUSED):
+            if c.state.status in (Status.RUNNING, Status.PAUSED) or c.id in self._live:
                 return monitors.attach(self.socket_of(c.id), stdin, stdout, stderr)
             if c.state.status not in (Status.CREATED, Status.EXITED):
                 raise Conflict(f"container {c.id} is {c.state.status}; you cannot attach to it")
@@ -293,8 +320,9 @@ class ContainerService:
                     self._pending.get(c.id, []).remove(ready)
 
     def _connect_pending(self, container_id: str) -> None:
-        waiting = self._pending.pop(container_id, [])
-        done = self._attached.pop(container_id, [])
+        with self._lock:
+            waiting = self._pending.pop(container_id, [])
+            done = self._attached.pop(container_id, [])
         for ready in waiting:
             ready.set()
         for d in done:
@@ -495,6 +523,13 @@ class ContainerService:
                                f"attempting removal or force remove")
             self.stop(c.id, timeout=-1, sig=signal.SIGKILL)
         with self._lock:
+            if c.id in self._starting:   # being started by another request: let that end first
+                self._wait_not_starting(c.id)
+                if self.store.load(c.id).state.status in (Status.RUNNING, Status.PAUSED):
+                    if not force:
+                        raise Conflict(f"You cannot remove a running container {c.id}. Stop the container "
+                                       f"before attempting removal or force remove")
+                    return self.remove(c.id, force)
             self._remove(self.store.load(c.id))
 
     def _remove(self, c: Container) -> None:
