@@ -548,6 +548,23 @@ def test_a_silent_upstream_means_servfail_within_the_timeout(netns: Callable[[],
             assert silent.received
             (tcp,) = run_in_netns(path, lambda: tcp_query(encode_query("slow.example", id=2)))
             assert Header.parse(tcp).rcode == SERVFAIL
+
+            def local_answer_behind_many_forwards() -> tuple[float, list[int]]:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.settimeout(3)
+                    s.connect(("127.0.0.11", 53))
+                    for i in range(30):
+                        s.send(encode_query(f"slow{i}.example", id=100 + i))
+                    started = time.monotonic()
+                    s.send(encode_query("web", id=1))
+                    while Header.parse(first := s.recv(512)).id != 1:
+                        pass
+                    elapsed = time.monotonic() - started
+                    rcodes = [Header.parse(s.recv(512)).rcode for _ in range(30)]
+                    assert addresses(Message.parse(first)) == ["10.0.0.2"]
+                    return elapsed, rcodes
+            elapsed, rcodes = run_in_netns(path, local_answer_behind_many_forwards)
+            assert elapsed < 0.3 and rcodes == [SERVFAIL] * 30
     finally:
         silent.close()
 

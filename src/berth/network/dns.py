@@ -4,8 +4,8 @@ NOERROR for AAAA of those names, and forwards everything else unchanged to the h
 answer (SERVFAIL when none answers in time).
 
 The wire codec (RFC 1035: header, questions, records, name compression on read) is pure and typed; the server is
-one selector thread for every attached namespace, a small pool of worker threads for answering and forwarding, and
-one thread per TCP connection. Its sockets are created inside the namespace by a short-lived thread that enters it
+one selector thread for every attached namespace, a small pool of worker threads answering, a larger one forwarding
+(so our names never wait behind a slow upstream), and one thread per TCP connection. Its sockets are created inside the namespace by a short-lived thread that enters it
 with setns (a thread's network namespace is its own) and keep living there; forwarding goes out from berthd's
 namespace.
 
@@ -342,7 +342,8 @@ def _port(text: str, whole: str) -> int:
 
 # ---------------------------------------------------------------------------------------------------- the server
 
-_WORKERS = 8
+_WORKERS = 4
+_FORWARDERS = 16
 _MAX_PENDING = 512              # datagrams waiting for a worker; more are dropped (clients retry)
 _MAX_TCP = 64                   # concurrent TCP clients over every namespace
 _TCP_IDLE = 10.0                # seconds a TCP client may stay silent between queries
@@ -424,7 +425,9 @@ class DnsServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        # answering our names never waits behind forwarding, which can take the whole timeout
         self._workers = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="berth-dns")
+        self._forwarders = ThreadPoolExecutor(max_workers=_FORWARDERS, thread_name_prefix="berth-dns-forward")
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._tcp_slots = threading.BoundedSemaphore(_MAX_TCP)
@@ -475,6 +478,7 @@ class DnsServer:
             self._call(lambda: None)            # the loop sees _closed after this
         self._thread.join(timeout=5)
         self._workers.shutdown(wait=True, cancel_futures=True)
+        self._forwarders.shutdown(wait=True, cancel_futures=True)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -579,13 +583,31 @@ class DnsServer:
     # ------------------------------------------------------------------------------------------ answering
 
     def _answer_datagram(self, attachment: _Attachment, data: bytes, peer: tuple[str, int]) -> None:
+        handed_over = False
         try:
-            response = self.respond(attachment.key, data, tcp=False)
-            if response is not None:
+            response, to_forward = self._decide(attachment.key, data, tcp=False)
+            if to_forward is not None:
+                self._forwarders.submit(self._forward_datagram, attachment, to_forward, data, peer)
+                handed_over = True
+            elif response is not None:
                 with contextlib.suppress(OSError):
                     attachment.udp.sendto(response, peer)
+        except RuntimeError:            # the pool is shut down: the server is closing
+            pass
         except Exception:  # noqa: BLE001 - a worker must survive any query
             log.exception("DNS: answering a query for %s failed", attachment.key)
+        finally:
+            if not handed_over:
+                with self._pending_lock:
+                    self._pending -= 1
+
+    def _forward_datagram(self, attachment: _Attachment, query: Message, data: bytes, peer: tuple[str, int]) -> None:
+        try:
+            response = self._forward_or_fail(query, data, tcp=False)
+            with contextlib.suppress(OSError):
+                attachment.udp.sendto(response, peer)
+        except Exception:  # noqa: BLE001 - a worker must survive any query
+            log.exception("DNS: forwarding a query for %s failed", attachment.key)
         finally:
             with self._pending_lock:
                 self._pending -= 1
@@ -617,17 +639,22 @@ class DnsServer:
 
     def respond(self, key: str, data: bytes, *, tcp: bool) -> bytes | None:
         """The response to one query from container key (None: drop it)."""
+        response, to_forward = self._decide(key, data, tcp=tcp)
+        return response if to_forward is None else self._forward_or_fail(to_forward, data, tcp=tcp)
+
+    def _decide(self, key: str, data: bytes, *, tcp: bool) -> tuple[bytes | None, Message | None]:
+        """(our response or None to drop the query, None) or (None, the query) when it is to be forwarded."""
         try:
             query = Message.parse(data)
         except InvalidArgument:
-            return format_error(data)
+            return format_error(data), None
         header = query.header
         if header.is_response:
-            return None
+            return None, None
         if header.opcode != 0:
-            return reply(query, NOTIMP)
+            return reply(query, NOTIMP), None
         if len(query.questions) != 1:
-            return reply(query, FORMERR)
+            return reply(query, FORMERR), None
         question = query.questions[0]
         limit = 65535 if tcp else (query.edns_udp_size() or _UDP_MIN)
         name = question.text_name()
@@ -636,11 +663,14 @@ class DnsServer:
                 found = self._lookup(key, name)
             except Exception:  # noqa: BLE001 - the engine's fault, the client gets SERVFAIL
                 log.exception("DNS: looking up %r for %s failed", name, key)
-                return reply(query, SERVFAIL)
+                return reply(query, SERVFAIL), None
             addresses = _ipv4s(found, name)
             if addresses:
-                return reply(query, NOERROR, addresses if question.qtype == TYPE_A else (), limit=limit)
-        forwarded = self._forward(data, header.id, tcp)
+                return reply(query, NOERROR, addresses if question.qtype == TYPE_A else (), limit=limit), None
+        return None, query
+
+    def _forward_or_fail(self, query: Message, data: bytes, *, tcp: bool) -> bytes:
+        forwarded = self._forward(data, query.header.id, tcp)
         return forwarded if forwarded is not None else reply(query, SERVFAIL)
 
     def _forward(self, data: bytes, query_id: int, tcp: bool) -> bytes | None:
