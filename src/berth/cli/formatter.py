@@ -148,7 +148,11 @@ class StreamError(BerthError):
 
 
 def display_stream(messages: Iterable[Any], out: TextIO, aux: list[Any] | None = None) -> None:
-    """Print a progress stream as docker does when its output is not a terminal."""
+    """Print a progress stream as docker does: bars on a terminal, plain lines otherwise."""
+    if out.isatty():
+        from berth.cli.progress import display_tty
+        display_tty(messages, out, aux, StreamError)
+        return
     for msg in messages:
         if not isinstance(msg, dict):
             continue
