@@ -113,7 +113,7 @@ class Router:
 
 
 def make_app(engine: Engine) -> web.Application:
-    from berth.api import containers, distribution, execs, images, system  # the route tables
+    from berth.api import containers, containers_extra, distribution, execs, images, system  # the route tables
 
     app = web.Application(middlewares=[_errors_and_headers], client_max_size=0)
     app[ENGINE_KEY] = engine
@@ -122,5 +122,8 @@ def make_app(engine: Engine) -> web.Application:
     distribution.register(router)  # before images: POST /images/{name}/push ahead of any catch-all
     images.register(router)
     containers.register(router)
+    containers_extra.register(router)
     execs.register(router)
+    from berth.api import events
+    events.register(router)
     return app

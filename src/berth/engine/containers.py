@@ -15,7 +15,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from berth.engine.mounts import MountPoint
 from berth.errors import Conflict, NotFound
+from berth.network.model import ContainerNetworking
 from berth.oci.digest import Digest
 from berth.util.atomic import read_json, write_json_atomic
 
@@ -115,6 +117,9 @@ class ContainerConfig:
     runtime: str = "berth"
     console_size: tuple[int, int] = (0, 0)
     extra: Mapping[str, Any] = field(default_factory=dict)   # wire fields berth keeps only to show them back
+    mounts: tuple[MountPoint, ...] = ()          # Binds, Mounts, Tmpfs (a draft); resolved at create (engine.mounts)
+    volumes_from: tuple[str, ...] = ()           # `container[:ro|rw]`, as given
+    networking: ContainerNetworking = field(default_factory=ContainerNetworking)   # ports, DNS, endpoints
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -126,6 +131,10 @@ class ContainerConfig:
                 value = {"name": value.name, "maximum_retry_count": value.maximum_retry_count}
             elif f.name == "ulimits":
                 value = [{"name": u.name, "soft": u.soft, "hard": u.hard} for u in value]
+            elif f.name == "mounts":
+                value = [m.to_json() for m in value]
+            elif f.name == "networking":
+                value = value.to_json()
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
@@ -146,6 +155,10 @@ class ContainerConfig:
                 value = RestartPolicy(value.get("name", "no"), int(value.get("maximum_retry_count", 0)))
             elif key == "ulimits":
                 value = tuple(Ulimit(u["name"], int(u["soft"]), int(u["hard"])) for u in value)
+            elif key == "mounts":
+                value = tuple(MountPoint.from_json(m) for m in value)
+            elif key == "networking":
+                value = ContainerNetworking.from_json(value)
             elif isinstance(value, list):
                 value = tuple(value)
             values[key] = value
@@ -228,6 +241,12 @@ class ContainerStore:
     def save_state(self, container: Container, state: ContainerState) -> Container:
         write_json_atomic(container.dir / "state.json", state.to_json())
         return replace(container, state=state)
+
+    def save_config(self, container: Container, config: ContainerConfig) -> Container:
+        """Only `docker update` changes a configuration after create (limits, restart policy): atomically."""
+        write_json_atomic(container.dir / "config.json",
+                          {"id": container.id, "created": container.created, "config": config.to_json()})
+        return replace(container, config=config)
 
     def remove(self, container_id: str) -> None:
         shutil.rmtree(self.dir_of(container_id), ignore_errors=True)

@@ -16,23 +16,29 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from berth.engine import monitors
+from berth.engine import monitors, volumeuse
 from berth.engine import netns as netns_mod
 from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
+from berth.engine.events import EventService, rfc3339_to_ns
+from berth.engine.health import health_at_start, health_at_stop, merge_healthcheck, validate_healthcheck
 from berth.engine.names import check_name, random_name
+from berth.engine.networks import NetworkService, container_view
 from berth.engine.specgen import ResolvedUser, SpecPaths, build_spec, validate
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, NotModified, RuntimeFailure, Unavailable
 from berth.images.service import ImageService
 from berth.monitor.options import MonitorOptions
+from berth.network.model import NetworkFailure
 from berth.oci.config import ImageConfig
 from berth.runtime import api as runtime
 from berth.snapshots.store import Snapshotter
 from berth.util.atomic import read_json, write_atomic, write_json_atomic
+from berth.volumes.store import VolumeStore
 
 log = logging.getLogger("berthd")
 HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -70,7 +76,7 @@ def merge_image(draft: ContainerConfig, image_id: str, image: ImageConfig) -> Co
                    labels={**cfg.labels, **draft.labels}, stop_signal=draft.stop_signal or cfg.stop_signal,
                    exposed_ports=tuple(sorted(set(cfg.exposed_ports) | set(draft.exposed_ports))),
                    volumes=tuple(sorted(set(cfg.volumes) | set(draft.volumes))),
-                   healthcheck=draft.healthcheck or (cfg.healthcheck.to_json() if cfg.healthcheck else None))
+                   healthcheck=merge_healthcheck(draft.healthcheck, cfg.healthcheck))
 
 
 class StartFailed(InvalidArgument):
@@ -79,8 +85,12 @@ class StartFailed(InvalidArgument):
 
 class ContainerService:
     def __init__(self, root: Path, exec_root: Path, images: ImageService, snapshots: Snapshotter,
-                 spawn_monitor: Callable[[MonitorOptions], object]) -> None:
+                 spawn_monitor: Callable[[MonitorOptions], object], events: EventService | None = None,
+                 volumes: VolumeStore | None = None, network: NetworkService | None = None) -> None:
         self.store = ContainerStore(root / "containers")
+        self.network = network
+        self.volumes = volumes or VolumeStore(root / "volumes", users=lambda: volumeuse.volume_users(self.store))
+        self.events = events if events is not None else EventService(None)
         self._exec_root = exec_root
         self.state_root = self._state_root = exec_root / "runtime"
         self._sockets = exec_root / "m"
@@ -157,8 +167,9 @@ class ContainerService:
         if not config.args:
             raise InvalidArgument("No command specified")
         validate(config)
+        validate_healthcheck(config.healthcheck)
         chain = image_config.chain_ids
-        with self._lock, contextlib.ExitStack() as undo:
+        with self._lock, self.volumes.lock(), contextlib.ExitStack() as undo:
             taken = {c.name for c in self.store.all()}
             if request.name:
                 name = check_name(request.name)
@@ -169,13 +180,18 @@ class ContainerService:
                                    f"reuse that name.")
             else:
                 name = random_name(taken)
+            config = volumeuse.resolve(config, self.volumes, self.get, undo)
             self._snapshots.prepare(container_id, chain[-1] if chain else None)
             undo.callback(self._snapshots.remove, container_id)
             c = self.store.create(container_id, now_rfc3339(), config, name)
             undo.callback(self.store.remove, container_id)
+            if self.network is not None:
+                self.network.register(container_view(c))
+                undo.callback(self.network.forget, container_id)
             self._write_etc(c)
             (c.dir / "bundle" / "rootfs").mkdir(parents=True)
             undo.pop_all()
+        self.events.container(c, "create")
         return c
 
     def _write_etc(self, c: Container) -> None:
@@ -199,6 +215,8 @@ class ContainerService:
         except BerthError as exc:
             with self._lock:
                 self._start_failed(c, exc)
+            if isinstance(exc, NetworkFailure):
+                raise   # Docker answers 500 for these ("port is already allocated")
             raise StartFailed(str(exc)) from exc
         finally:
             with self._lock:
@@ -233,8 +251,12 @@ class ContainerService:
                 self._snapshots.mount(c.id, rootfs)
                 undo.callback(self._snapshots.unmount, rootfs)
             user = self._resolve_user(c, rootfs)
+            volumeuse.prepare(c, rootfs, self.volumes, undo)
             netns: str | None = None
-            if c.config.network_mode != "host":
+            if self.network is not None:
+                joined = self.network.setup(container_view(c), undo)
+                netns = str(joined) if joined is not None else None
+            elif c.config.network_mode != "host":
                 pinned = self.netns_of(c.id)
                 netns_mod.remove(pinned)          # one left by a crash
                 netns_mod.create(pinned)
@@ -261,9 +283,11 @@ class ContainerService:
             started = read_json(c.dir / "started.json") if (c.dir / "started.json").exists() else {}
             state = replace(c.state, status=Status.RUNNING, pid=int(started.get("pid", 0)), exit_code=0, error="",
                             oom_killed=False, started_at=str(started.get("started_at") or now_rfc3339()),
-                            finished_at=ZERO_TIME, stopped_by_user=False)
+                            finished_at=ZERO_TIME, stopped_by_user=False,
+                            health=health_at_start(c.config.healthcheck, c.state.health))
             with self._lock:
                 c = self.store.save_state(c, state)
+                self.events.container(c, "start")
                 self._live.discard(c.id)
                 self._changed.notify_all()
             undo.pop_all()
@@ -301,6 +325,7 @@ class ContainerService:
         ready, done = threading.Event(), threading.Event()
         with self._lock:   # a start makes its monitor live under the lock: no attach falls between
             c = self.get(ref)
+            self.events.container(c, "attach")
             if c.state.status in (Status.RUNNING, Status.PAUSED) or c.id in self._live:
                 return monitors.attach(self.socket_of(c.id), stdin, stdout, stderr)
             if c.state.status not in (Status.CREATED, Status.EXITED):
@@ -358,7 +383,9 @@ class ContainerService:
             else:
                 state = replace(c.state, status=Status.EXITED, exit_code=255, pid=0, finished_at=now_rfc3339(),
                                 error="the container's monitor died without recording an exit status")
-            c = self.store.save_state(c, state)
+            c = self.store.save_state(c, replace(state, health=health_at_stop(state.health)))
+            self.events.container(c, "die", {"exitCode": str(c.state.exit_code)},
+                                  self.events.happened_at(rfc3339_to_ns(c.state.finished_at)))
             self._release_rootfs(c)
             delay = restart_delay(c, ran_for=_seconds_between(c.state.started_at, c.state.finished_at))
             if delay is not None and not self._closing:
@@ -388,7 +415,10 @@ class ContainerService:
 
     def _release_rootfs(self, c: Container) -> None:
         """What a stopped container no longer needs: its network namespace and its rootfs mount."""
+        if self.network is not None:
+            self.network.teardown(c.id)
         netns_mod.remove(self.netns_of(c.id))
+        volumeuse.release(c, self.volumes)
         rootfs = self.bundle_of(c) / "rootfs"
         if os.path.ismount(rootfs):
             with contextlib.suppress(OSError, BerthError):
@@ -433,6 +463,7 @@ class ContainerService:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         with self._lock:
             c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
+        self.events.container(c, "kill", {"signal": str(sig)})
         runtime.kill(c.id, str(self._state_root), sig)
 
     def stop(self, ref: str, timeout: int | None = None, sig: int | None = None) -> None:
@@ -452,13 +483,17 @@ class ContainerService:
         if c.state.status is Status.PAUSED:
             with contextlib.suppress(BerthError, OSError):
                 runtime.resume(c.id, str(self._state_root))
+        self.events.container(c, "kill", {"signal": str(first)})
         with contextlib.suppress(BerthError, OSError):
             runtime.kill(c.id, str(self._state_root), first)
-        if grace < 0 or self._wait_stopped(c.id, grace):
+        if grace < 0:
             return
-        with contextlib.suppress(BerthError, OSError):
-            runtime.kill(c.id, str(self._state_root), signal.SIGKILL)
-        self._wait_stopped(c.id, 30)
+        if not self._wait_stopped(c.id, grace):
+            self.events.container(c, "kill", {"signal": str(int(signal.SIGKILL))})
+            with contextlib.suppress(BerthError, OSError):
+                runtime.kill(c.id, str(self._state_root), signal.SIGKILL)
+            self._wait_stopped(c.id, 30)
+        self.events.container(c, "stop")
 
     def _wait_stopped(self, container_id: str, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -478,7 +513,9 @@ class ContainerService:
         c = self.get(ref)
         if c.state.status in (Status.RUNNING, Status.PAUSED):
             self.stop(c.id, timeout)
-        return self.start(c.id)
+        c = self.start(c.id)
+        self.events.container(c, "restart")
+        return c
 
     def pause(self, ref: str) -> None:
         c = self.get(ref)
@@ -487,6 +524,7 @@ class ContainerService:
         runtime.pause(c.id, str(self._state_root))
         with self._lock:
             self.store.save_state(c, replace(c.state, status=Status.PAUSED))
+        self.events.container(c, "pause")
 
     def unpause(self, ref: str) -> None:
         c = self.get(ref)
@@ -495,12 +533,21 @@ class ContainerService:
         runtime.resume(c.id, str(self._state_root))
         with self._lock:
             self.store.save_state(c, replace(c.state, status=Status.RUNNING))
+        self.events.container(c, "unpause")
 
     def resize(self, ref: str, height: int, width: int) -> None:
         c = self.get(ref)
         if c.state.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"Container {c.id} is not running")
         monitors.request(self.socket_of(c.id), {"op": "resize", "height": height, "width": width})
+        self.events.container(c, "resize", {"height": str(height), "width": str(width)})
+
+    def replace_config(self, ref: str, change: Callable[[Container], ContainerConfig]) -> Container:
+        """docker update: change(c) returns the new configuration (and may apply it live); saved under the lock,
+        so no start or restart runs in between."""
+        with self._lock:
+            c = self.get(ref)
+            return self.store.save_config(c, change(c))
 
     def rename(self, ref: str, new_name: str) -> None:
         name = check_name(new_name)
@@ -511,11 +558,24 @@ class ContainerService:
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{other.id}". You have to remove (or rename) that container to be able to '
                                    f"reuse that name.")
-            self.store.save_state(c, replace(c.state, name=name))
+            renamed = self.store.save_state(c, replace(c.state, name=name))
+            self.events.container(renamed, "rename", {"oldName": "/" + c.name})
+
+    def update_health(self, container_id: str, change: Callable[[Container], Mapping[str, Any]]) -> Container | None:
+        """Replace a running container's health record (berth.engine.health); None if it no longer runs."""
+        with self._lock:
+            try:
+                c = self.store.load(container_id)
+            except NotFound:
+                return None
+            if c.state.status is not Status.RUNNING:
+                return None
+            return self.store.save_state(c, replace(c.state, health=change(c)))
 
     # -- remove -----------------------------------------------------------------------------------------
 
-    def remove(self, ref: str, force: bool = False) -> None:
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """volumes: also the container's anonymous volumes (`rm -v`; `--rm` always does it, as in Docker)."""
         c = self.get(ref)
         if c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             if not force:
@@ -529,18 +589,23 @@ class ContainerService:
                     if not force:
                         raise Conflict(f"You cannot remove a running container {c.id}. Stop the container "
                                        f"before attempting removal or force remove")
-                    return self.remove(c.id, force)
-            self._remove(self.store.load(c.id))
+                    return self.remove(c.id, force, volumes)
+            self._remove(self.store.load(c.id), volumes)
 
-    def _remove(self, c: Container) -> None:
+    def _remove(self, c: Container, volumes: bool = False) -> None:
         """Caller holds the lock; the container is not running."""
         self._release_rootfs(c)
         with contextlib.suppress(BerthError, OSError):
             runtime.delete(c.id, str(self._state_root), force=True)
         with contextlib.suppress(NotFound):
             self._snapshots.remove(c.id)
+        if self.network is not None:
+            self.network.forget(c.id)
         self.store.remove(c.id)
+        if volumes or c.config.auto_remove:
+            volumeuse.remove_anonymous(c, self.volumes)
         self.socket_of(c.id).unlink(missing_ok=True)
+        self.events.container(c, "destroy")
         self._final[c.id] = c.state
         while len(self._final) > 1000:
             self._final.pop(next(iter(self._final)))

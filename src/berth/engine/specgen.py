@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.engine import mounts as user_mounts
 from berth.engine.containers import ContainerConfig
 from berth.errors import InvalidArgument
 from berth.runtime.seccomp import load_default_profile, profile_to_seccomp
@@ -121,6 +122,11 @@ def _rlimits(config: ContainerConfig) -> list[dict[str, Any]]:
     return out
 
 
+def resources_json(config: ContainerConfig) -> dict[str, Any]:
+    """The spec's linux.resources for config (docker update applies them to a running container's cgroup)."""
+    return _resources(config)
+
+
 def _resources(config: ContainerConfig) -> dict[str, Any]:
     res: dict[str, Any] = {"devices": [{"allow": True, "access": "rwm"}] if config.privileged else list(_DEVICES)}
     memory: dict[str, Any] = {}
@@ -157,6 +163,13 @@ def _resources(config: ContainerConfig) -> dict[str, Any]:
 
 
 def _mounts(config: ContainerConfig, paths: SpecPaths) -> list[dict[str, Any]]:
+    """Docker's default mounts (less those a user mount replaces), then the user's, parents first."""
+    defaults = _default_mounts(config, paths)
+    return [m for m in defaults if not user_mounts.replaces_default(m["destination"], config.mounts)] + \
+        user_mounts.spec_mounts(config.mounts)
+
+
+def _default_mounts(config: ContainerConfig, paths: SpecPaths) -> list[dict[str, Any]]:
     ro = [] if config.privileged else ["ro"]
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -230,6 +243,9 @@ def build_spec(config: ContainerConfig, container_id: str, user: ResolvedUser, p
         "namespaces": namespaces,
         "sysctl": sysctls,
     }
+    propagation = user_mounts.rootfs_propagation(config.mounts)
+    if propagation:
+        linux["rootfsPropagation"] = propagation
     if not config.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)

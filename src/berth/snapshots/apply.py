@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from berth.errors import BerthError, Corrupt, LimitExceeded, Unavailable, UnsafePath
+from berth.errors import BerthError, Conflict, Corrupt, LimitExceeded, Unavailable, UnsafePath
 from berth.oci.digest import Digest
 from berth.snapshots.header import parse_basic
 from berth.snapshots.stream import Compression, LayerReader
@@ -113,6 +113,34 @@ def apply_layer(stream: BinaryIO, target: Path, *, compression: Compression | No
         os.close(root_fd)
 
 
+@dataclass(frozen=True, slots=True)
+class CopyOptions:
+    """How `docker cp` (the archive PUT) differs from a layer: no whiteouts, an existing destination directory,
+    optionally one owner for everything, optionally no replacing a directory by a non-directory or back."""
+    no_overwrite_dir_non_dir: bool = False
+    owner: tuple[int, int] | None = None        # (uid, gid) for every entry; None: the tar's
+
+
+def extract_into(stream: BinaryIO, root: int, dest: tuple[str, ...], options: CopyOptions = CopyOptions(), *,
+                 limits: Limits = DEFAULT_LIMITS, label: str = "archive") -> int:
+    """Unpack an uncompressed tar stream under dest (cleaned components, relative to the directory fd root, which
+    need not be empty), resolving every path inside root as apply_layer does. `.wh.` names are plain files here.
+    Returns the number of entries."""
+    applier = _Applier(root, label, True, limits.max_bytes, prefix=dest, copy=options)
+    entries = 0
+    try:
+        with LayerReader(stream, Compression.NONE, label, limits.max_bytes, limits.max_record) as reader:
+            for info in _members(reader, label):
+                entries += 1
+                if entries > limits.max_entries:
+                    raise LimitExceeded(f"{label}: more than the limit of {limits.max_entries} entries")
+                applier.apply(info, reader)
+            applier.finish()
+    finally:
+        applier.close()
+    return entries
+
+
 class _Cursor:
     """What `TarInfo.fromtarfile` reads from a TarFile: the stream, the text codec, the offsets."""
 
@@ -156,8 +184,10 @@ def _members(reader: LayerReader, label: str) -> Iterator[tarfile.TarInfo]:
 
 
 class _Applier:
-    def __init__(self, root_fd: int, label: str, same_owner: bool, max_bytes: int) -> None:
+    def __init__(self, root_fd: int, label: str, same_owner: bool, max_bytes: int,
+                 prefix: tuple[str, ...] = (), copy: CopyOptions | None = None) -> None:
         self._root, self._label, self._same_owner = root_fd, label, same_owner
+        self._prefix, self._copy = prefix, copy      # copy set: a `docker cp` archive, not a layer
         self._max_bytes = max_bytes          # also bounds a sparse file's apparent size
         self._dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}
         self._open: dict[tuple[str, ...], int] = {}     # directory fds by cleaned path
@@ -167,7 +197,7 @@ class _Applier:
     def apply(self, info: tarfile.TarInfo, reader: LayerReader) -> None:
         if self._stale or len(self._open) > _MAX_OPEN_DIRS:
             self.close()
-        parts = clean_name(info.name, self._label)
+        parts = self._prefix + clean_name(info.name, self._label)
         try:
             self._apply(parts, info, reader)
         except OSError as exc:
@@ -180,21 +210,29 @@ class _Applier:
             raise Corrupt(f"layer {self._label}: cannot apply entry {info.name!r}: {exc}") from exc
 
     def _apply(self, parts: tuple[str, ...], info: tarfile.TarInfo, reader: LayerReader) -> None:
-        if not parts:                            # "./": the layer root itself
+        if parts == self._prefix:                # "./": the layer root (or the cp destination) itself
             if info.isdir():
-                self._dirs[()] = info
+                self._dirs[parts] = info
                 return
             raise Corrupt(f"layer {self._label}: entry {info.name!r} would replace the root directory")
+        if self._copy is not None:
+            self._apply_entry(parts, info, reader)
+            return
         for comp in parts[:-1]:
             if comp.startswith(WHITEOUT_META):
                 return                           # inside AUFS metadata (.wh..wh.plnk/...): not content
             if comp.startswith(WHITEOUT):
                 raise Corrupt(f"layer {self._label}: invalid whiteout in {info.name!r} (a whiteout has no children)")
-        base = parts[-1]
-        if base.startswith(WHITEOUT):
+        if parts[-1].startswith(WHITEOUT):
             self._whiteout(parts, info)
             return
+        self._apply_entry(parts, info, reader)
+
+    def _apply_entry(self, parts: tuple[str, ...], info: tarfile.TarInfo, reader: LayerReader) -> None:
+        base = parts[-1]
         pfd = self._dir(parts[:-1], create=True)
+        if self._copy is not None and self._copy.no_overwrite_dir_non_dir:
+            self._check_overwrite(pfd, base, info)
         if info.isdir():
             self._mkdir(pfd, base)
             self._dirs[parts] = info
@@ -252,16 +290,33 @@ class _Applier:
                     reader.copy_to(fd, length)
                 os.ftruncate(fd, info.size)
             if self._same_owner:
-                os.fchown(fd, info.uid, info.gid)
+                os.fchown(fd, *self._ids(info))
             os.fchmod(fd, info.mode & 0o7777)    # after chown, which clears setuid bits
             self._xattrs(fd, info)
             os.utime(fd, ns=_times(info))
         finally:
             os.close(fd)
 
+    def _check_overwrite(self, pfd: int, base: str, info: tarfile.TarInfo) -> None:
+        try:
+            st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode) and not info.isdir():
+            raise Conflict(f"cannot overwrite directory {'/' + '/'.join(self._prefix + (base,))!r} "
+                           f"with non-directory {info.name!r}")
+        if not stat.S_ISDIR(st.st_mode) and info.isdir():
+            raise Conflict(f"cannot overwrite non-directory {'/' + '/'.join(self._prefix + (base,))!r} "
+                           f"with directory {info.name!r}")
+
+    def _ids(self, info: tarfile.TarInfo) -> tuple[int, int]:
+        if self._copy is not None and self._copy.owner is not None:
+            return self._copy.owner
+        return info.uid, info.gid
+
     def _hardlink(self, pfd: int, base: str, info: tarfile.TarInfo) -> None:
-        target = clean_name(info.linkname, self._label, "hardlink target of")
-        if not target:
+        target = self._prefix + clean_name(info.linkname, self._label, "hardlink target of")
+        if target == self._prefix:
             raise Corrupt(f"layer {self._label}: hardlink {info.name!r} points at the root directory")
         try:
             tfd = self._dir(target[:-1], create=False)
@@ -338,7 +393,7 @@ class _Applier:
     # -- metadata ----------------------------------------------------------------------------
     def _meta_path(self, pfd: int, base: str, info: tarfile.TarInfo, symlink: bool = False) -> None:
         if self._same_owner:
-            os.chown(base, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
+            os.chown(base, *self._ids(info), dir_fd=pfd, follow_symlinks=False)
         if not symlink:
             # base was just created by us as a device or fifo (not a symlink), in our private dir.
             os.chmod(base, info.mode & 0o7777, dir_fd=pfd)
@@ -374,7 +429,7 @@ class _Applier:
                 raise
             try:
                 if self._same_owner:
-                    os.fchown(fd, info.uid, info.gid)
+                    os.fchown(fd, *self._ids(info))
                 os.fchmod(fd, info.mode & 0o7777)
                 self._xattrs(fd, info)
                 os.utime(fd, ns=_times(info))

@@ -54,6 +54,24 @@ def write_tree(root: Path, out: BinaryIO, *, clamp_mtime: int | None = None) -> 
     return _write(root, out, overlay=False, clamp_mtime=clamp_mtime)
 
 
+def write_entry(parent_fd: int, base: str, name: str, out: BinaryIO) -> LayerWritten:
+    """One entry of the directory parent_fd, never followed if a symlink, as a tar stream (`docker cp` out of a
+    container): its own header named `name`, then, for a directory, everything under it as `name/...`.
+    base "." is the directory parent_fd itself."""
+    sink = _HashingWriter(out)
+    tar = tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
+                          encoding="utf-8", errors="surrogateescape")
+    writer = _TreeWriter(tar, False, None)
+    try:
+        st = os.stat(base, dir_fd=parent_fd, follow_symlinks=False)
+        writer._add(parent_fd, base, name, st)
+        if stat.S_ISDIR(st.st_mode):
+            writer.walk_fd(os.open(base, _DIR | os.O_NOFOLLOW, dir_fd=parent_fd), name.rstrip("/"))
+    finally:
+        tar.close()
+    return LayerWritten(Digest("sha256", sink.hash.hexdigest()), sink.size, writer.entries)
+
+
 class _HashingWriter:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -95,9 +113,13 @@ class _TreeWriter:
         running container that swaps a directory for a symlink cannot make us read host files.
         An explicit stack keeps deep trees off Python's recursion limit; it holds one fd per level.
         """
+        self.walk_fd(os.open(top, _DIR | os.O_NOFOLLOW), "")
+
+    def walk_fd(self, top_fd: int, prefix: str) -> None:
+        """walk() from an open directory fd (closed here), entry names starting with prefix."""
         stack: list[tuple[int, str, Iterator[str]]] = []
         try:
-            self._enter(stack, os.open(top, _DIR | os.O_NOFOLLOW), "")
+            self._enter(stack, top_fd, prefix)
             while stack:
                 dfd, rel, names = stack[-1]
                 name = next(names, None)
