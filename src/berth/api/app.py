@@ -124,6 +124,12 @@ def make_app(engine: Engine) -> web.Application:
     containers.register(router)
     containers_extra.register(router)
     execs.register(router)
+    from berth.api import volumes
+    volumes.register(router)
     from berth.api import events
     events.register(router)
+    from berth.api import networks
+    networks.register(router)
+    from berth.api import build
+    build.register(router)
     return app

@@ -13,8 +13,9 @@ from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
-from berth.api import containers_json, hijack
+from berth.api import containers_json, hijack, networks
 from berth.api.app import Router, engine_of, json_response, prepare_headers
+from berth.api.health_json import check_health_filter, health_status
 from berth.api.params import boolean, check_filters, filters, integer
 from berth.api.streams import ResponseWriter, blocking, frame
 from berth.engine import fsops
@@ -211,8 +212,8 @@ async def resize(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     engine = engine_of(request)
-    force = boolean(request, "force")
-    await blocking(lambda: engine.containers.remove(request.match_info["id"], force))
+    force, volumes = boolean(request, "force"), boolean(request, "v")
+    await blocking(lambda: engine.containers.remove(request.match_info["id"], force, volumes))
     return web.Response(status=204)
 
 
@@ -231,6 +232,8 @@ def _matches(c: Container, given: dict[str, list[str]]) -> bool:
                     return False
         if key == "exited" and not (c.state.status is Status.EXITED and str(c.state.exit_code) in values):
             return False
+        if key == "health" and health_status(c) not in values:
+            return False
         if key == "ancestor" and not any(v in (c.config.image, str(c.config.image_id)) or
                                          str(c.config.image_id).startswith("sha256:" + v) for v in values):
             return False
@@ -242,6 +245,7 @@ async def list_containers(request: web.Request) -> web.Response:
     given = filters(request)
     check_filters(given, {"id", "name", "status", "label", "exited", "ancestor", "before", "since", "network",
                           "volume", "health", "is-task", "publish", "expose"})
+    check_health_filter(given.get("health", []))
     show_all = boolean(request, "all")
     limit = integer(request, "limit")
     every = await blocking(engine.containers.list_containers)
@@ -253,7 +257,7 @@ async def list_containers(request: web.Request) -> web.Response:
             continue
         if not _matches(c, given):
             continue
-        out.append(containers_json.list_item(c, now))
+        out.append(networks.decorate_list_item(containers_json.list_item(c, now), engine, c))
     if limit is not None and limit > 0:
         out = out[:limit]
     return json_response(out)
@@ -262,13 +266,15 @@ async def list_containers(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     engine = engine_of(request)
     c = engine.containers.get(request.match_info["id"])
-    return json_response(containers_json.inspect(c, str(engine.containers.logs_path(c)), _graph(engine, c)))
+    return json_response(networks.decorate_inspect(
+        containers_json.inspect(c, str(engine.containers.logs_path(c)), _graph(engine, c)), engine, c))
 
 
 async def top(request: web.Request) -> web.Response:
     engine = engine_of(request)
     c = engine.containers.get(request.match_info["id"])
     titles, rows = await blocking(lambda: fsops.top(engine.containers, c, request.query.get("ps_args", "-ef")))
+    engine.events.container(c, "top")
     return json_response({"Titles": titles, "Processes": rows})
 
 
@@ -292,6 +298,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         writer.flush()
 
     await blocking(run)
+    engine.events.container(c, "export")
     await resp.write_eof()
     return resp
 
@@ -306,6 +313,8 @@ async def commit(request: web.Request) -> web.Response:
         engine.containers, engine.snapshots, engine.images, c, tag, q.get("comment", ""), q.get("author", ""),
         [line for line in q.getall("changes", []) for line in line.splitlines() if line.strip()],
         q.get("pause", "1").lower() not in ("0", "false", "no")))
+    engine.events.container(c, "commit", {"comment": q.get("comment", ""), "imageID": str(image_id),
+                                          "imageRef": tag.familiar if tag else ""})
     return json_response({"Id": str(image_id)}, status=201)
 
 

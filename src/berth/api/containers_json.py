@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from berth.api import mounts_json
+from berth.api.health_json import health_json, status_suffix
 from berth.api.images_json import container_config
+from berth.api.networks import parse_networking
 from berth.engine.containers import Container, ContainerConfig, RestartPolicy, Status, Ulimit
 from berth.errors import InvalidArgument
 from berth.oci.config import rfc3339_to_unix
@@ -89,7 +92,8 @@ def parse_create(body: Mapping[str, Any]) -> ContainerConfig:
         init=bool(host.get("Init")), sysctls=dict(host.get("Sysctls") or {}),
         log_max_size=_size(str(log_opts.get("max-size") or "0")), log_max_file=int(log_opts.get("max-file") or 1),
         runtime=str(host.get("Runtime") or "berth"), console_size=(int(console[0] or 0), int(console[1] or 0)),
-        extra={"HostConfig": dict(host)},
+        extra={"HostConfig": dict(host)}, networking=parse_networking(body, host),
+        mounts=mounts_json.parse_host_mounts(host), volumes_from=mounts_json.volumes_from(host),
     )
 
 
@@ -109,7 +113,8 @@ def _state(c: Container) -> dict[str, Any]:
             "Paused": s.status is Status.PAUSED, "Restarting": s.status is Status.RESTARTING,
             "OOMKilled": s.oom_killed, "Dead": s.status is Status.DEAD, "Pid": s.pid, "ExitCode": s.exit_code,
             "Error": s.error, "StartedAt": s.started_at or "0001-01-01T00:00:00Z",
-            "FinishedAt": s.finished_at or "0001-01-01T00:00:00Z"}
+            "FinishedAt": s.finished_at or "0001-01-01T00:00:00Z",
+            **({"Health": health_json(s.health)} if s.health else {})}
 
 
 def _config(c: Container) -> dict[str, Any]:
@@ -162,6 +167,9 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ReadonlyPaths": None if cfg.privileged else ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                                        "/proc/sysrq-trigger"],
     }
+    for key in ("Mounts", "Tmpfs"):   # omitted when empty, as dockerd does
+        if given.get(key):
+            out[key] = given[key]
     return out
 
 
@@ -173,7 +181,8 @@ def inspect(c: Container, log_path: str, graph: dict[str, str]) -> dict[str, Any
         "HostnamePath": str(c.dir / "hostname"), "HostsPath": str(c.dir / "hosts"), "LogPath": log_path,
         "Name": "/" + c.name, "RestartCount": c.state.restart_count, "Driver": "overlay2", "Platform": "linux",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
-        "HostConfig": _host_config(c), "GraphDriver": {"Data": graph or None, "Name": "overlay2"}, "Mounts": [],
+        "HostConfig": _host_config(c), "GraphDriver": {"Data": graph or None, "Name": "overlay2"},
+        "Mounts": mounts_json.render_mounts(c.config.mounts),
         "Config": _config(c),
         "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
                             "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": None,
@@ -189,7 +198,7 @@ def status_text(c: Container, now: float) -> str:
         return "Created"
     if s.status in (Status.RUNNING, Status.PAUSED):
         text = f"Up {human_duration(now - rfc3339_to_unix(s.started_at))}"
-        return text + " (Paused)" if s.status is Status.PAUSED else text
+        return text + " (Paused)" if s.status is Status.PAUSED else text + status_suffix(c)
     if s.status is Status.RESTARTING:
         return f"Restarting ({s.exit_code}) {human_duration(now - rfc3339_to_unix(s.finished_at))} ago"
     if s.status is Status.DEAD:
@@ -204,5 +213,6 @@ def list_item(c: Container, now: float) -> dict[str, Any]:
         "Id": c.id, "Names": ["/" + c.name], "Image": c.config.image, "ImageID": str(c.config.image_id),
         "Command": " ".join(c.config.args), "Created": rfc3339_to_unix(c.created), "Ports": [], "Labels": dict(c.config.labels),
         "State": str(c.state.status), "Status": status_text(c, now),
-        "HostConfig": {"NetworkMode": c.config.network_mode}, "NetworkSettings": {"Networks": {}}, "Mounts": [],
+        "HostConfig": {"NetworkMode": c.config.network_mode}, "NetworkSettings": {"Networks": {}},
+        "Mounts": mounts_json.render_mounts(c.config.mounts),
     }

@@ -332,6 +332,7 @@ async def _pull_one(engine: Engine, registry: Registry, lease: Lease, ref: Refer
     tags = [ref] if ref.digest is None else []
     await asyncio.to_thread(engine.images.register_manifest, result.manifest, tags,
                             f"{ref.name}@{result.repo_digest}")
+    engine.events.image("pull", ref.familiar, ref.familiar_name)
     for layer in result.downloaded:
         await lines.send(progress_message(Progress(Step.PULL_COMPLETE, layer.short)))
     await lines.send({"status": f"Digest: {result.repo_digest}"})
@@ -386,6 +387,7 @@ async def push_image(request: web.Request) -> web.StreamResponse:
                 if result.digest == rec.manifest:
                     await asyncio.to_thread(engine.records.add, rec.id, rec.manifest, [],
                                             None, f"{target.name}@{result.digest}")
+                engine.events.image("push", target.familiar, target.familiar_name)
                 label = target.tag or str(target.digest)
                 await lines.send({"status": f"{label}: digest: {result.digest} size: {result.size}"})
                 await lines.send({"progressDetail": {}, "aux": {"Tag": label, "Digest": str(result.digest),

@@ -15,6 +15,7 @@ from berth.api.app import Router, engine_of, json_response
 from berth.api.hijack import upgrade
 from berth.api.params import integer
 from berth.api.streams import frame
+from berth.engine.events import exec_action
 from berth.engine.execs import ExecConfig, ExecSession
 from berth.errors import InvalidArgument
 
@@ -41,6 +42,7 @@ async def create(request: web.Request) -> web.Response:
                         tuple(body.get("Env") or ()), str(body.get("WorkingDir") or ""), str(body.get("User") or ""),
                         bool(body.get("Privileged")), _console_size(body.get("ConsoleSize")))
     record = engine.execs.create(c, config)
+    engine.events.container(c, exec_action("exec_create", config.cmd), {"execID": record.id})
     return json_response({"Id": record.id}, status=201)
 
 
@@ -56,7 +58,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     c = engine.containers.get(record.config.container_id)
     loop = asyncio.get_running_loop()
+    record.on_exit = lambda code: engine.events.container(c, "exec_die", {"execID": record.id, "exitCode": str(code)})
     session = await loop.run_in_executor(None, lambda: engine.execs.start(record, c))
+    engine.events.container(c, exec_action("exec_start", record.config.cmd), {"execID": record.id})
     if body.get("Detach"):
         for _, fd in session.outputs:
             threading.Thread(target=_drain, args=(fd,), daemon=True).start()

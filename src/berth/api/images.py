@@ -105,13 +105,18 @@ async def tag_image(request: web.Request) -> web.Response:
         raise InvalidArgument("repository name must be given: repo=<name>")
     target = Reference.parse(f"{repo}:{tag}")
     await blocking(lambda: engine.images.tag(request.match_info["name"], target))
+    engine.events.image("tag", str(engine.images.resolve(str(target)).id), target.familiar)
     return web.Response(status=201)
 
 
 async def delete_image(request: web.Request) -> web.Response:
     engine = engine_of(request)
+    image_id = str(engine.images.resolve(request.match_info["name"]).id)
     events = await blocking(lambda: engine.images.remove(request.match_info["name"], boolean(request, "force"),
                                                           not boolean(request, "noprune")))
+    for kind, value in events:
+        engine.events.image("untag" if kind == "Untagged" else "delete", *(
+            (image_id, image_id) if kind == "Untagged" else (str(value), str(value))))
     return json_response([{kind: value} for kind, value in events])
 
 
@@ -131,6 +136,9 @@ async def _stream_tar(request: web.Request, names: list[str]) -> web.StreamRespo
         writer.flush()
 
     await blocking(run)
+    for name in names:
+        saved = str(engine.images.resolve(name).id)
+        engine.events.image("save", saved, saved)
     await resp.write_eof()
     return resp
 
@@ -157,6 +165,7 @@ async def load_images(request: web.Request) -> web.StreamResponse:
     body = cast(BinaryIO, BodyReader(request, loop))
 
     def report(loaded: Loaded) -> None:
+        engine.events.image("load", str(loaded.image_id), str(loaded.image_id))
         for tag in loaded.tags or ():
             lines.send({"stream": f"Loaded image: {tag}\n"})
         if not loaded.tags:
@@ -190,6 +199,7 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     resp, lines = await _json_stream(request)
     try:
         image_id = await blocking(lambda: engine.images.import_rootfs(body, tag, changes, message, "-", plat))
+        engine.events.image("import", str(image_id), str(image_id))
         await lines.asend({"status": str(image_id)})
     except BerthError as exc:
         await lines.error(str(exc))

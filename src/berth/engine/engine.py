@@ -11,12 +11,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth.content.store import BlobStore
+from berth.engine.events import EventService
 from berth.engine.execs import ExecService
+from berth.engine.health import HealthService
 from berth.engine.lifecycle import ContainerService
+from berth.engine.networks import NetworkOptions, NetworkService
 from berth.images.records import ImageRecords
 from berth.images.service import ImageService
 from berth.monitor.spawn import spawn, stop_zygote
@@ -28,6 +31,7 @@ from berth.util.atomic import write_atomic
 class EngineConfig:
     root: Path = Path("/var/lib/berth")
     exec_root: Path = Path("/run/berth")
+    network: NetworkOptions = field(default_factory=NetworkOptions)
 
 
 class Engine:
@@ -46,9 +50,15 @@ class Engine:
         # Monitors come from a fork server with the runtime already imported: a container is created in about
         # 14 ms instead of the 49 ms of a fresh interpreter (berth.monitor's docstring has the numbers).
         self._zygote = str(config.exec_root / "monitor-zygote.sock")
+        self.events = EventService(root / "events")
+        self.networks = NetworkService(root, config.network, lambda cid: config.exec_root / "netns" / cid[:16],
+                                       lambda ref: self._running_netns(ref))
         self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots,
-                                           functools.partial(spawn, zygote=self._zygote))
+                                           functools.partial(spawn, zygote=self._zygote), events=self.events,
+                                           network=self.networks)
+        self.volumes = self.containers.volumes
         self.execs = ExecService(config.exec_root, config.exec_root / "runtime")
+        self.health = HealthService(self.containers, self.execs, self.events)
         self.id = self._engine_id(root)
 
     @staticmethod
@@ -58,12 +68,29 @@ class Engine:
             write_atomic(path, str(uuid.uuid4()).encode())
         return path.read_text().strip()
 
+    def _running_netns(self, ref: str) -> tuple[str, Path]:
+        """--network container:<ref>: the running container's namespace to join."""
+        from berth.engine.containers import Status
+        from berth.errors import Conflict
+        c = self.containers.get(ref)
+        if c.state.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"cannot join network of a non running container: {c.id}")
+        if c.config.network_mode == "host":
+            return c.id, Path("/proc/1/ns/net")
+        return c.id, self.containers.netns_of(c.id)
+
     def shutdown(self) -> None:
         """berthd is stopping; containers and their monitors run on (live restore)."""
+        self.health.shutdown()
         self.containers.shutdown()
         stop_zygote(self._zygote)
+        self.networks.close()
 
     def recover(self) -> list[str]:
         """After a crash or a restart: drop temp leftovers, then pick up the containers' monitors again.
         Returns what was done, for the log."""
-        return [*self.snapshots.cleanup(), *self.containers.reconcile()]
+        notes = [*self.snapshots.cleanup(), *self.networks.start(), *self.containers.reconcile()]
+        every = list(self.containers.store.all())
+        notes += self.networks.reconcile([c.id for c in every if c.state.pid and c.state.status.value in
+                                          ("running", "paused", "restarting")], [c.id for c in every])
+        return [*notes, *self.health.resume()]

@@ -11,12 +11,14 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import termios
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ class ExecRecord:
     proc: subprocess.Popen[bytes] | None = None
     master: int = -1
     done: threading.Event = field(default_factory=threading.Event)
+    on_exit: Callable[[int], object] | None = None     # told the exit code (berthd's exec_die event)
 
 
 @dataclass(slots=True)
@@ -152,7 +155,20 @@ class ExecService:
         if record.master >= 0:
             os.close(record.master)
             record.master = -1
+        if record.on_exit is not None:
+            record.on_exit(record.exit_code)
         record.done.set()
+
+    def kill(self, record: ExecRecord) -> None:
+        """SIGKILL the exec'd process inside the container (by the pid the runtime wrote), then its runtime."""
+        pid_path = self._dir / f"{record.id[:16]}.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_path.read_text().strip()), signal.SIGKILL)
+        if record.proc is not None:
+            try:
+                record.proc.wait(2)      # the runtime reports the process's death (137) itself
+            except subprocess.TimeoutExpired:
+                record.proc.kill()
 
     def resize(self, exec_id: str, height: int, width: int) -> None:
         record = self.get(exec_id)
