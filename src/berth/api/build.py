@@ -1,0 +1,227 @@
+"""POST /build: Docker's legacy (classic) builder API.
+
+The body is the build context as a tar (plain or compressed); the query carries the options the docker CLI and
+docker-py send (t several times, dockerfile, buildargs/labels/cachefrom as JSON, target, nocache, pull, q, rm,
+forcerm, networkmode, platform, extrahosts, shmsize, memory...). The answer is a JSON-lines stream: `stream`
+lines (steps, RUN output, "Successfully built <id12>", "Successfully tagged <name>"), `aux` with the image id,
+and a final `errorDetail`/`error` item when the build fails. berth never answers `Builder-Version: 2`: clients
+must not try BuildKit against it.
+
+This module also assembles the builder's seams from the engine: RUN steps are containers of the engine's
+ContainerService (same isolation as `docker run`), FROM pulls go through the engine's pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from aiohttp import web
+
+from berth.api.app import Router, engine_of, prepare_headers
+from berth.api.params import boolean, integer
+from berth.api.streams import BodyReader, JsonLines, blocking
+from berth.build.builder import Builder, BuildOptions
+from berth.build.cache import BuildCache
+from berth.build.commit import ImageWriter
+from berth.build.executor import RunOutcome, RunStep, StepFailed
+from berth.build.intake import DEFAULT_CONTEXT_LIMIT, receive_context
+from berth.engine.containers import ContainerConfig, Status
+from berth.engine.engine import Engine
+from berth.engine.lifecycle import CreateRequest
+from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.oci.digest import Digest
+from berth.oci.reference import Reference
+
+log = logging.getLogger("berthd")
+_BUILDER_KEY: web.AppKey[Builder] = web.AppKey("berth.builder", Builder)
+_POLL = 0.02
+
+
+class EngineRunner:
+    """RUN steps as the engine's containers: created from the step's parent image, started, their json log
+    followed until they exit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def run(self, step: RunStep, on_created: Callable[[str], None],
+            on_output: Callable[[bytes], None]) -> RunOutcome:
+        containers = self._engine.containers
+        draft = ContainerConfig(image=str(step.image), image_id=step.image, args=step.args, cmd=step.args,
+                                entrypoint=(), env=step.env, working_dir=step.working_dir, user=step.user,
+                                network_mode=step.network_mode if step.network_mode in ("host", "none") else "default",
+                                memory=step.memory, shm_size=step.shm_size or 64 * 1024 * 1024,
+                                labels=dict(step.labels))
+        c = containers.create(CreateRequest("", draft))
+        on_created(c.id)
+        try:
+            containers.start(c.id)
+            log_path = containers.logs_path(c)
+            pos = 0
+            while True:
+                pos = _relay(log_path, pos, on_output)
+                current = containers.store.load(c.id)
+                if current.state.status not in (Status.RUNNING, Status.CREATED, Status.PAUSED):
+                    break
+                time.sleep(_POLL)
+            state = containers.wait(c.id)
+            _relay(log_path, pos, on_output)
+        except BaseException:
+            self.remove(c.id)
+            raise
+        return RunOutcome(c.id, state.exit_code)
+
+    def remove(self, container_id: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._engine.containers.remove(container_id, force=True)
+
+
+def _relay(path: Path, pos: int, on_output: Callable[[bytes], None]) -> int:
+    """Pass on the complete json-log lines after pos; returns the new position."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+    except FileNotFoundError:
+        return pos
+    end = data.rfind(b"\n")
+    if end < 0:
+        return pos
+    for line in data[: end + 1].splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        text = entry.get("log", "")
+        if text:
+            on_output(text.encode())
+    return pos + end + 1
+
+
+def builder_of(request: web.Request) -> Builder:
+    app = request.app
+    if _BUILDER_KEY not in app:
+        engine = engine_of(request)
+        work = engine.config.root / "builder"
+        _clean_leftovers(engine, work)
+        writer = ImageWriter(engine.blobs, engine.snapshots, engine.records, engine.images)
+        cache = BuildCache(work, lambda image_id: engine.records.get(image_id) is not None)
+
+        def parent_of(image_id: Digest) -> Digest | None:
+            rec = engine.records.get(image_id)
+            return rec.parent if rec is not None else None
+
+        app[_BUILDER_KEY] = Builder(writer, cache, EngineRunner(engine), work / "tmp", parents=parent_of)
+    return app[_BUILDER_KEY]
+
+
+def _clean_leftovers(engine: Engine, work: Path) -> None:
+    """What a crashed build left: mounts and temporary directories under the builder's work dir, and its
+    snapshots (keys build-*)."""
+    tmp = work / "tmp"
+    if tmp.exists():
+        for entry in tmp.iterdir():
+            with contextlib.suppress(BerthError, OSError):
+                engine.snapshots.unmount(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+    for record in (engine.snapshots.root / "active").glob("build-*.json"):
+        with contextlib.suppress(BerthError, OSError):
+            engine.snapshots.remove(record.stem)
+
+
+def _json_param(request: web.Request, name: str) -> Any:
+    text = request.query.get(name, "")
+    if not text or text == "null":
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid {name} parameter {text!r}: expected JSON") from None
+
+
+def parse_options(request: web.Request) -> BuildOptions:
+    tags = []
+    for t in request.query.getall("t", []):
+        if t:
+            try:
+                tags.append(Reference.parse(t))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"invalid reference format: {t}: {exc}") from None
+    build_args = _json_param(request, "buildargs") or {}
+    labels = _json_param(request, "labels") or {}
+    cache_from = _json_param(request, "cachefrom") or []
+    if not isinstance(build_args, dict) or not isinstance(labels, dict) or not isinstance(cache_from, list):
+        raise InvalidArgument("buildargs and labels must be JSON objects, cachefrom a JSON list")
+    network = request.query.get("networkmode", "") or "default"
+    if network not in ("default", "bridge", "host", "none"):
+        raise InvalidArgument(f"network mode {network!r} is not supported for builds: use default, host or none")
+    extra_hosts = tuple(h for h in request.query.get("extrahosts", "").split(",") if h)
+    return BuildOptions(
+        dockerfile=request.query.get("dockerfile", "") or "Dockerfile", tags=tuple(tags),
+        build_args={str(k): (None if v is None else str(v)) for k, v in build_args.items()},
+        labels={str(k): str(v) for k, v in labels.items()}, target=request.query.get("target", ""),
+        no_cache=boolean(request, "nocache"), pull=boolean(request, "pull"),
+        network_mode="default" if network == "bridge" else network, cache_from=tuple(str(c) for c in cache_from),
+        platform=request.query.get("platform", ""), extra_hosts=extra_hosts,
+        shm_size=integer(request, "shmsize", 0) or 0, memory=integer(request, "memory", 0) or 0)
+
+
+async def build(request: web.Request) -> web.StreamResponse:
+    if request.query.get("version", "1") == "2":
+        raise InvalidArgument("BuildKit (version=2) is not supported by berth: build with DOCKER_BUILDKIT=0")
+    if request.query.get("remote"):
+        raise InvalidArgument("remote build contexts are not supported: send the context as the request body")
+    options = parse_options(request)
+    quiet = boolean(request, "q")
+    builder = builder_of(request)
+    engine = engine_of(request)
+    loop = asyncio.get_running_loop()
+    body = cast(BinaryIO, BodyReader(request, loop))
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    prepare_headers(resp)
+    request["streaming"] = True
+    await resp.prepare(request)
+    lines = JsonLines(resp, loop)
+    work = engine.config.root / "builder" / "tmp"
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sent_lock = threading.Lock()
+
+    def emit(item: dict[str, Any]) -> None:
+        if quiet and "stream" in item:
+            return
+        with sent_lock:
+            lines.send(item)
+
+    def run() -> str:
+        with tempfile.TemporaryDirectory(prefix="ctx-", dir=work) as ctx:
+            receive_context(body, Path(ctx), DEFAULT_CONTEXT_LIMIT)
+            result = builder.build(Path(ctx), options, emit)
+        return str(result.image)
+
+    try:
+        image_id = await blocking(run)
+        if quiet:
+            await lines.asend({"stream": image_id + "\n"})
+    except StepFailed as exc:
+        await lines.asend({"errorDetail": {"code": exc.code, "message": str(exc)}, "error": str(exc)})
+    except BerthError as exc:
+        await lines.error(str(exc))
+    except Exception as exc:   # a bug: the client still gets an error item, the log the traceback
+        log.exception("build failed")
+        await lines.error(f"internal error in berthd's builder: {exc}")
+    await resp.write_eof()
+    return resp
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/build", build)

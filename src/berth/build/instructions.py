@@ -1,0 +1,449 @@
+"""One build stage's instructions, carried out: what each Dockerfile keyword does to the stage's image.
+
+The Dispatcher works on a StageState (the stage's current image, its working config and its build args) through
+a Steps object (the build session: cache, snapshots, RUN containers, earlier stages). Every step ends with a new
+image: a cache hit, a layer committed from a snapshot, or a config-only child (`empty_layer`).
+
+May import: berth.build, berth.images, berth.snapshots, berth.runtime.users, berth.oci, berth.util, berth.errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from berth.build import shellwords
+from berth.build.checksum import source_checksum
+from berth.build.commit import ImageWriter, StepImage
+from berth.build.copy import ROOT, Owner, RootWriter, lookup_owner, parse_chmod
+from berth.build.executor import StepFailed
+from berth.build.fetch import fetch_url, is_archive, unpack_archive
+from berth.build.plan import Instr, parse_trigger
+from berth.build.sources import resolve_sources
+from berth.build.steps import (
+    DEFAULT_SHELL,
+    ArgScope,
+    expansion_env,
+    go_list,
+    go_quote,
+    healthcheck_text,
+    nop,
+    normalise_port,
+    parse_duration_ns,
+    run_created_by,
+)
+from berth.errors import BerthError, InvalidArgument
+from berth.oci.config import ContainerConfig, Healthcheck
+
+# Paths the engine bind-mounts over a container's rootfs; overlayfs may create them in the upper directory
+# as mount points. Docker keeps them in a separate init layer, so a RUN step's layer never holds them.
+_MOUNT_POINTS = ("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")
+
+
+class Steps(Protocol):
+    """What the dispatcher needs of the build session."""
+
+    context: Path
+    emit: Callable[[dict[str, Any]], None]
+
+    @property
+    def work(self) -> Path: ...
+    @property
+    def writer(self) -> ImageWriter: ...
+    def cached(self, parent: StepImage, text: str, checksum: str = "") -> StepImage | None: ...
+    def remember(self, parent: StepImage, text: str, image: StepImage, checksum: str = "") -> None: ...
+    def snapshot(self, parent: StepImage) -> AbstractContextManager[tuple[str, Path]]: ...
+    def run_container(self, parent: StepImage, args: tuple[str, ...], env: tuple[str, ...]) -> str: ...
+    def finish_container(self, container_id: str) -> None: ...
+    def stage_image(self, ref: str) -> StepImage | None: ...
+    def external_image(self, name: str) -> StepImage: ...
+
+
+@dataclass(slots=True)
+class StageState:
+    image: StepImage
+    config: ContainerConfig
+    args: ArgScope
+    cmd_set: bool = False
+    author: str | None = None
+    escape: str = "\\"
+
+
+class Dispatcher:
+    def __init__(self, steps: Steps, state: StageState) -> None:
+        self._s, self._st = steps, state
+
+    # -- entry points --------------------------------------------------------------------------------------
+
+    def dispatch(self, instr: Instr) -> None:
+        handler = getattr(self, "_" + instr.keyword.lower(), None)
+        if handler is None:
+            raise InvalidArgument(f"Unknown instruction: {instr.keyword} (Dockerfile line {instr.line})")
+        try:
+            handler(instr)
+        except BerthError as exc:
+            raise _with_line(exc, instr) from exc
+        except OSError as exc:
+            raise InvalidArgument(f"{instr.keyword} failed: {exc} (Dockerfile line {instr.line})") from exc
+
+    def run_triggers(self, triggers: Sequence[str]) -> None:
+        self._s.emit({"stream": f"# Executing {len(triggers)} build trigger{'s' if len(triggers) != 1 else ''}\n"})
+        for text in triggers:
+            self.dispatch(parse_trigger(text))
+
+    def label_step(self, labels: Mapping[str, str]) -> None:
+        """The builder's --label options: one LABEL step at the end of the last stage, as Docker adds it."""
+        text = "LABEL " + " ".join(f"{k}={v}" for k, v in labels.items())
+        self._meta(text, replace(self._st.config, labels={**self._st.config.labels, **labels}))
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _vars(self) -> dict[str, str]:
+        return expansion_env(self._st.config.env, self._st.args)
+
+    def _expand(self, word: str) -> str:
+        return shellwords.expand(word, self._vars(), self._st.escape)
+
+    def _meta(self, text: str, config: ContainerConfig, author: str | None = None) -> None:
+        parent = self._st.image
+        created_by = nop(text)
+        key_text = created_by + "\0" + _config_key(config)
+        hit = self._s.cached(parent, key_text)
+        if hit is None:
+            hit = self._s.writer.commit(parent, config, created_by, None, _container_config(config, created_by),
+                                        author=author if author is not None else self._st.author)
+            self._s.remember(parent, key_text, hit)
+        self._st.image, self._st.config = hit, hit.config.config
+
+    def _shell_or_exec(self, instr: Instr) -> tuple[str, ...]:
+        if instr.json_form:
+            return tuple(instr.args)
+        if not instr.args:
+            return ()
+        return (*(self._st.config.shell or DEFAULT_SHELL), instr.args[0])
+
+    # -- metadata instructions -----------------------------------------------------------------------------
+
+    def _env(self, instr: Instr) -> None:
+        env = self._vars()
+        pairs = [(shellwords.expand(k, env, self._st.escape), shellwords.expand(v, env, self._st.escape))
+                 for k, v in instr.pairs()]
+        config = self._st.config
+        for k, v in pairs:
+            if not k:
+                raise InvalidArgument("ENV names can not be blank")
+            config = config.with_env(k, v)
+        self._meta("ENV " + " ".join(f"{k}={v}" for k, v in pairs), config)
+
+    def _label(self, instr: Instr) -> None:
+        env = self._vars()
+        pairs = [(shellwords.expand(k, env, self._st.escape), shellwords.expand(v, env, self._st.escape))
+                 for k, v in instr.pairs()]
+        if any(not k for k, _ in pairs):
+            raise InvalidArgument("LABEL names can not be blank")
+        labels = {**self._st.config.labels, **dict(pairs)}
+        self._meta("LABEL " + " ".join(f"{k}={v}" for k, v in pairs), replace(self._st.config, labels=labels))
+
+    def _maintainer(self, instr: Instr) -> None:
+        self._st.author = _text(instr)
+        self._meta("MAINTAINER " + _text(instr), self._st.config, author=_text(instr))
+
+    def _arg(self, instr: Instr) -> None:
+        parts = []
+        for name, default in instr.arg_pairs():
+            value = self._expand(default) if default is not None else None
+            if not name:
+                raise InvalidArgument("ARG requires a name")
+            self._st.args.declare(name, value)
+            parts.append(f"{name}={value}" if value is not None else name)
+        if not parts:
+            raise InvalidArgument("ARG requires exactly one argument")
+        self._meta("ARG " + " ".join(parts), self._st.config)
+
+    def _user(self, instr: Instr) -> None:
+        user = self._expand(_text(instr))
+        self._meta("USER " + user, replace(self._st.config, user=user))
+
+    def _expose(self, instr: Instr) -> None:
+        words = [w for w in (self._expand(a) for a in instr.args) if w]
+        if not words:
+            raise InvalidArgument("EXPOSE requires at least one argument")
+        ports = set(self._st.config.exposed_ports)
+        for w in words:
+            ports.update(normalise_port(w))
+        self._meta("EXPOSE " + " ".join(words), replace(self._st.config, exposed_ports=tuple(sorted(ports))))
+
+    def _volume(self, instr: Instr) -> None:
+        vols = [self._expand(v) for v in instr.args]
+        if not vols or any(not v.strip() for v in vols):
+            raise InvalidArgument("VOLUME specified can not be an empty string")
+        volumes = tuple(sorted(set(self._st.config.volumes) | set(vols)))
+        self._meta("VOLUME " + go_list(vols), replace(self._st.config, volumes=volumes))
+
+    def _stopsignal(self, instr: Instr) -> None:
+        sig = self._expand(_text(instr))
+        self._meta("STOPSIGNAL " + sig, replace(self._st.config, stop_signal=sig))
+
+    def _cmd(self, instr: Instr) -> None:
+        cmd = self._shell_or_exec(instr)
+        self._st.cmd_set = True
+        self._meta("CMD " + go_quote(cmd), replace(self._st.config, cmd=cmd))
+
+    def _entrypoint(self, instr: Instr) -> None:
+        entry = self._shell_or_exec(instr)
+        config = replace(self._st.config, entrypoint=entry if entry else None)
+        if not self._st.cmd_set:   # Docker: a new ENTRYPOINT drops the CMD inherited from the base image
+            config = replace(config, cmd=None)
+        self._meta("ENTRYPOINT " + go_quote(entry), config)
+
+    def _shell(self, instr: Instr) -> None:
+        if not instr.json_form or not instr.args:
+            raise InvalidArgument("SHELL requires the arguments to be in JSON form")
+        shell = tuple(instr.args)
+        self._meta("SHELL " + go_list(shell), replace(self._st.config, shell=shell))
+
+    def _onbuild(self, instr: Instr) -> None:
+        trigger = _text(instr).strip()
+        keyword = trigger.split(None, 1)[0].upper() if trigger else ""
+        if keyword in ("ONBUILD", "FROM", "MAINTAINER"):
+            raise InvalidArgument(f"{keyword} isn't allowed as an ONBUILD trigger")
+        config = replace(self._st.config, on_build=(*self._st.config.on_build, trigger))
+        self._meta("ONBUILD " + trigger, config)
+
+    def _healthcheck(self, instr: Instr) -> None:
+        if not instr.args or instr.args[0].upper() not in ("NONE", "CMD"):
+            raise InvalidArgument("Unknown type for HEALTHCHECK: expected CMD or NONE")
+        if instr.args[0].upper() == "NONE":
+            hc = Healthcheck(test=("NONE",))
+        else:
+            test: tuple[str, ...] = ("CMD", *instr.args[1:]) if instr.json_form else \
+                ("CMD-SHELL", " ".join(instr.args[1:]))
+            retries = instr.flag("retries") or "0"
+            if not retries.isdigit():
+                raise InvalidArgument(f"invalid --retries value {retries!r}")
+            hc = Healthcheck(test, parse_duration_ns(instr.flag("interval") or "0", "--interval"),
+                             parse_duration_ns(instr.flag("timeout") or "0", "--timeout"),
+                             parse_duration_ns(instr.flag("start-period") or "0", "--start-period"),
+                             parse_duration_ns(instr.flag("start-interval") or "0", "--start-interval"),
+                             int(retries))
+        self._meta(healthcheck_text(hc), replace(self._st.config, healthcheck=hc))
+
+    # -- filesystem instructions ---------------------------------------------------------------------------
+
+    def _workdir(self, instr: Instr) -> None:
+        wd = self._expand(_text(instr))
+        if not wd:
+            raise InvalidArgument("WORKDIR requires exactly one argument")
+        wd = posixpath.normpath(posixpath.join(self._st.config.working_dir or "/", wd))
+        config = replace(self._st.config, working_dir=wd)
+        parent = self._st.image
+        created_by = nop("WORKDIR " + wd)
+        key_text = created_by + "\0" + _config_key(config)
+        hit = self._s.cached(parent, key_text)
+        if hit is None:
+            with self._s.snapshot(parent) as (key, mnt):
+                with RootWriter(mnt) as root:
+                    os.close(root.make_dirs(wd, ROOT))
+            hit = self._commit_snapshot(parent, key, config, created_by)
+            self._s.remember(parent, key_text, hit)
+        self._st.image, self._st.config = hit, hit.config.config
+
+    def _commit_snapshot(self, parent: StepImage, key: str, config: ContainerConfig, created_by: str) -> StepImage:
+        """Commit key as a layer, or as an empty_layer step when it changed nothing (as Docker does)."""
+        upper = self._s.writer.upper(key)
+        snapshot: str | None = key
+        if not any(os.scandir(upper)):
+            self._s.writer.discard(key)
+            snapshot = None
+        return self._s.writer.commit(parent, config, created_by, snapshot, _container_config(config, created_by),
+                                     author=self._st.author)
+
+    def _run(self, instr: Instr) -> None:
+        if self._st.image.id is None:
+            raise InvalidArgument("cannot RUN in a stage FROM scratch with no files: there is no shell")
+        cmd = self._run_command(instr)
+        config = self._st.config
+        in_scope = self._st.args.for_history(config.env)
+        created_by = run_created_by(cmd, in_scope)
+        parent = self._st.image
+        key_text = created_by + "\0" + _config_key(config)
+        hit = self._s.cached(parent, key_text)
+        if hit is None:
+            env = (*config.env, *self._st.args.for_run(config.env))
+            cid = self._s.run_container(parent, cmd, env)
+            try:
+                upper = self._s.writer.upper(cid)
+                _drop_mount_points(upper, self._s.writer.lowerdirs(parent))
+                snapshot: str | None = cid if any(os.scandir(upper)) else None
+                hit = self._s.writer.commit(parent, config, created_by, snapshot,
+                                            _container_config(config, created_by), author=self._st.author)
+            finally:
+                self._s.finish_container(cid)
+            self._s.remember(parent, key_text, hit)
+        self._st.image, self._st.config = hit, hit.config.config
+
+    def _run_command(self, instr: Instr) -> tuple[str, ...]:
+        if instr.json_form:
+            return tuple(instr.args)
+        shell = self._st.config.shell or DEFAULT_SHELL
+        text = _text(instr)
+        if instr.heredocs:
+            words = text.split()
+            if len(instr.heredocs) == 1 and len(words) == 1 and words[0].startswith("<<"):
+                return (*shell, instr.heredocs[0].text())   # a bare heredoc is the script itself
+            text = text + "\n" + "".join(f"{h.content}{h.name}\n" for h in instr.heredocs)
+        return (*shell, text)
+
+    def _copy(self, instr: Instr) -> None:
+        self._copy_or_add(instr, add=False)
+
+    def _add(self, instr: Instr) -> None:
+        self._copy_or_add(instr, add=True)
+
+    def _copy_or_add(self, instr: Instr, add: bool) -> None:
+        word = "ADD" if add else "COPY"
+        env = self._vars()
+        flags = {k: shellwords.expand(v, env, self._st.escape) for k, v in instr.flags}
+        unknown = sorted(set(flags) - {"from", "chown", "chmod"})
+        if unknown:
+            raise InvalidArgument(f"the --{unknown[0]} option requires BuildKit, which berth does not provide")
+        if add and "from" in flags:
+            raise InvalidArgument("ADD does not support --from: use COPY --from")
+        words = [shellwords.expand(a, env, self._st.escape) if not a.startswith("<<") else a for a in instr.args]
+        heredoc_files = {h.name: h for h in instr.heredocs}
+        if len(words) < 2:
+            raise InvalidArgument(f"{word} requires at least two arguments, but only one was provided. "
+                                  f"Destination could not be determined.")
+        patterns, dest = words[:-1], words[-1]
+        chmod = parse_chmod(flags["chmod"]) if flags.get("chmod") else None
+        workdir = self._st.config.working_dir or "/"
+        dest_path = dest   # Docker's normalizeDest: a relative dest is joined to WORKDIR and cleaned
+        if not dest.startswith("/"):
+            dest_path = posixpath.normpath(posixpath.join("/", workdir, dest))
+            if dest.endswith("/") and not dest_path.endswith("/"):
+                dest_path += "/"
+        parent = self._st.image
+        with contextlib.ExitStack() as stack:
+            from_ref = flags.get("from")
+            src_root = stack.enter_context(self._image_view(from_ref)) if from_ref else self._s.context
+            sources: list[Path] = []
+            urls: list[str] = []
+            for pattern in patterns:
+                if pattern.startswith("<<") and pattern[2:].lstrip("-").strip("'\"") in heredoc_files:
+                    h = heredoc_files[pattern[2:].lstrip("-").strip("'\"")]
+                    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=self._s.work)))
+                    content = h.text()
+                    if h.expand:
+                        content = shellwords.expand(content, env, self._st.escape)
+                    (tmp / h.name).write_text(content)
+                    os.chmod(tmp / h.name, 0o644)
+                    sources.append(tmp / h.name)
+                elif add and pattern.startswith(("http://", "https://")):
+                    urls.append(pattern)
+                else:
+                    sources.extend(resolve_sources(src_root, pattern, word))
+            for url in urls:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=self._s.work)))
+                sources.append(fetch_url(url, tmp, dest_path))
+            if len(sources) > 1 and not dest_path.endswith("/"):
+                raise InvalidArgument(f"When using {word} with more than one source file, the destination must be "
+                                      f"a directory and end with a /")
+            checksum = source_checksum(sources)
+            created_by = f"/bin/sh -c #(nop) {word} {checksum} in {dest_path} "
+            key_text = created_by + "\0" + repr(sorted(flags.items())) + "\0" + _config_key(self._st.config)
+            hit = self._s.cached(parent, key_text, checksum)
+            if hit is None:
+                with self._s.snapshot(parent) as (key, mnt):
+                    owner = lookup_owner(mnt, flags["chown"]) if flags.get("chown") else ROOT
+                    with RootWriter(mnt) as root:
+                        for src in sources:
+                            if add and not urls and is_archive(src):
+                                self._extract(root, src, dest_path, stack)
+                            else:
+                                root.copy([src], dest_path, dest_is_dir=dest_path.endswith("/") or
+                                          (len(sources) > 1), owner=owner, chmod=chmod)
+                hit = self._commit_snapshot(parent, key, self._st.config, created_by)
+                self._s.remember(parent, key_text, hit, checksum)
+        self._st.image, self._st.config = hit, hit.config.config
+
+    def _extract(self, root: RootWriter, archive: Path, dest: str, stack: contextlib.ExitStack) -> None:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=self._s.work)))
+        unpack_archive(archive, tmp)
+        os.close(root.make_dirs(dest, ROOT))
+        root.copy([tmp], dest, dest_is_dir=True, keep_owner=True)
+
+    @contextlib.contextmanager
+    def _image_view(self, ref: str) -> Iterator[Path]:
+        """COPY --from: an earlier stage (by name or index) or an image, mounted read-only for the copy."""
+        image = self._s.stage_image(ref)
+        if image is None:
+            if ref.isdigit():
+                raise InvalidArgument(f"invalid from flag value {ref}: refers to a stage that is not built yet")
+            image = self._s.external_image(ref)
+        with self._s.snapshot(image) as (key, mnt):
+            try:
+                yield mnt
+            finally:
+                pass
+        self._s.writer.discard(key)
+
+
+def _text(instr: Instr) -> str:
+    return instr.args[0] if instr.args else ""
+
+
+def _drop_mount_points(upper: Path, lowers: Sequence[Path]) -> None:
+    for rel in _MOUNT_POINTS:
+        path = upper / rel
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0 or not any(os.path.lexists(low / rel) for low in lowers):
+            path.unlink()
+    etc = upper / "etc"
+    with contextlib.suppress(OSError):
+        if etc.is_dir() and not etc.is_symlink() and not any(os.scandir(etc)) and \
+                not any(os.path.lexists(low / "etc") for low in lowers):
+            shutil.rmtree(etc)
+
+
+def _config_key(config: ContainerConfig) -> str:
+    import json
+    return json.dumps(config.to_json(), sort_keys=True)
+
+
+def _container_config(config: ContainerConfig, created_by: str) -> dict[str, object]:
+    """Docker's legacy container_config of a build step: the config with the step's command as Cmd."""
+    out: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": config.user, "AttachStdin": False,
+                           "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+                           "StdinOnce": False, "Env": list(config.env) or None,
+                           "Cmd": ["/bin/sh", "-c", created_by.removeprefix("/bin/sh -c ")],
+                           "Image": "", "Volumes": {v: {} for v in config.volumes} or None,
+                           "WorkingDir": config.working_dir, "Entrypoint": list(config.entrypoint)
+                           if config.entrypoint is not None else None, "OnBuild": list(config.on_build) or None,
+                           "Labels": dict(config.labels) or None}
+    return out
+
+
+def _with_line(exc: BerthError, instr: Instr) -> BerthError:
+    if isinstance(exc, StepFailed) or "Dockerfile line" in str(exc):
+        return exc
+    text = str(exc)
+    prefix = "" if text.startswith(instr.keyword) else f"{instr.keyword} failed: "
+    try:
+        return type(exc)(f"{prefix}{text} (Dockerfile line {instr.line})")
+    except TypeError:
+        return InvalidArgument(f"{prefix}{text} (Dockerfile line {instr.line})")
+
+
+__all__ = ["Dispatcher", "Owner", "StageState", "Steps"]
