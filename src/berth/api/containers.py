@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
-from berth.api import containers_json, hijack, networks
+from berth.api import containers_extra, containers_json, hijack, networks
 from berth.api.app import Router, engine_of, json_response, prepare_headers
 from berth.api.health_json import check_health_filter, health_status
 from berth.api.params import boolean, check_filters, filters, integer
@@ -249,17 +249,20 @@ async def list_containers(request: web.Request) -> web.Response:
     show_all = boolean(request, "all")
     limit = integer(request, "limit")
     every = await blocking(engine.containers.list_containers)
+    extra = await blocking(lambda: containers_extra.ps_filter(engine, given))
     now = time.time()
     out = []
     for c in every:
         if not show_all and c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING) \
                 and "status" not in given and "exited" not in given:
             continue
-        if not _matches(c, given):
+        if not _matches(c, given) or not extra(c):
             continue
         out.append(networks.decorate_list_item(containers_json.list_item(c, now), engine, c))
     if limit is not None and limit > 0:
         out = out[:limit]
+    if boolean(request, "size"):
+        await blocking(lambda: containers_extra.add_sizes(engine, out))
     return json_response(out)
 
 

@@ -4,6 +4,9 @@ GET  /containers/{id}/stats      ?stream=1 (default: one object a second), strea
                                  second earlier), one-shot=1 (API >= 1.41: no precpu sample)
 HEAD|GET|PUT /containers/{id}/archive?path=   (X-Docker-Container-Path-Stat; tar out; tar in)
 POST /containers/{id}/update
+GET  /system/df                  (?type=container|image|volume|build-cache)
+and the parts of GET /containers/json that need more than a record: sizes (?size=1) and the filters before,
+since, network, volume, is-task.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ import base64
 import contextlib
 import json
 import stat
-from typing import BinaryIO, cast
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
-from berth.api import stats_json
+from berth.api import containers_json, images_json, networks, stats_json, volumes
 from berth.api.app import Router, engine_of, json_response, prepare_headers, request_version
 from berth.api.params import boolean
 from berth.api.streams import BodyReader, ResponseWriter, blocking
-from berth.engine import archive, stats, update
+from berth.engine import archive, stats, update, usage
 from berth.engine.containers import Container, Status
+from berth.engine.engine import Engine
 from berth.errors import BerthError, InvalidArgument, NotFound
 
 STATS_INTERVAL = 1.0     # seconds between samples, as dockerd's collector
@@ -183,9 +189,97 @@ async def container_update(request: web.Request) -> web.Response:
     return json_response({"Warnings": warnings})
 
 
+# -- ps -s and filters, system df -----------------------------------------------------------------------------
+
+
+def ps_filter(engine: Engine, given: Mapping[str, list[str]]) -> Callable[[Container], bool]:
+    """The `docker ps` filters berth's list handler leaves to this module: before, since (by the containers'
+    creation), network (name, or id prefix), volume (name or destination), is-task (berth runs no swarm tasks).
+    A before/since naming no container is Docker's 404."""
+    before = [engine.containers.get(v) for v in given.get("before", [])]
+    since = [engine.containers.get(v) for v in given.get("since", [])]
+    networks = given.get("network", [])
+    volumes = given.get("volume", [])
+    tasks = given.get("is-task", [])
+    for value in tasks:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"Invalid filter 'is-task={value}'")
+
+    def keep(c: Container) -> bool:
+        if any(c.created >= b.created or c.id == b.id for b in before):
+            return False
+        if any(c.created <= s.created or c.id == s.id for s in since):
+            return False
+        if tasks and any(v.lower() in ("true", "1") for v in tasks):
+            return False
+        if networks:
+            attached = engine.networks.attachments(c.id)
+            if not any(a.network.name == v or a.network.id.startswith(v) for a in attached for v in networks):
+                return False
+        return not volumes or any(m.destination == v or (str(m.type) == "volume" and m.source == v)
+                                   for m in c.config.mounts for v in volumes)
+
+    return keep
+
+
+def add_sizes(engine: Engine, items: list[dict[str, Any]]) -> None:
+    """`docker ps -s` / `?size=1`: SizeRw (left out when 0, as dockerd does) and SizeRootFs on each item."""
+    image_sizes: dict[Any, int] = {}
+    for item in items:
+        try:
+            c = engine.containers.get(item["Id"])
+        except NotFound:
+            continue
+        size = usage.container_size(engine.snapshots, engine.images, c, image_sizes)
+        if size.rw:
+            item["SizeRw"] = size.rw
+        item["SizeRootFs"] = size.root_fs
+
+
+_DF_TYPES = {"container", "image", "volume", "build-cache"}
+
+
+def _system_df(engine: Engine, version: tuple[int, int], wanted: set[str]) -> dict[str, Any]:
+    every = engine.containers.list_containers()
+    out: dict[str, Any] = {}
+    if "image" in wanted:
+        disk = usage.image_usage(engine.images, every)
+        images = []
+        for u in disk.images:
+            item = images_json.list_item(u.view, version)
+            item["Containers"] = u.containers
+            item["SharedSize"] = u.shared_size
+            images.append(item)
+        out["LayersSize"] = disk.layers_size
+        out["Images"] = images
+    if "container" in wanted:
+        now = time.time()
+        items = [networks.decorate_list_item(containers_json.list_item(c, now), engine, c) for c in every]
+        add_sizes(engine, items)
+        out["Containers"] = items
+    if "volume" in wanted:
+        out["Volumes"] = [{**volumes.volume_json(v), "UsageData": {"Size": size, "RefCount": refs}}
+                          for v, size, refs in engine.volumes.usage()]
+    if "build-cache" in wanted:
+        out["BuildCache"] = []
+        out["BuilderSize"] = 0
+    return out
+
+
+async def system_df(request: web.Request) -> web.Response:
+    engine = engine_of(request)
+    wanted = set(request.query.getall("type", [])) or _DF_TYPES
+    unknown = wanted - _DF_TYPES
+    if unknown:
+        raise InvalidArgument(f"unknown object type: {sorted(unknown)[0]}")
+    version = request_version(request)
+    return json_response(await blocking(lambda: _system_df(engine, version, wanted)))
+
+
 def register(router: Router) -> None:
     router.add("GET", "/containers/{id}/stats", container_stats)
     router.add("HEAD", "/containers/{id}/archive", archive_head)
     router.add("GET", "/containers/{id}/archive", archive_get)
     router.add("PUT", "/containers/{id}/archive", archive_put)
     router.add("POST", "/containers/{id}/update", container_update)
+    router.add("GET", "/system/df", system_df)

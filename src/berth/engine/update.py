@@ -123,26 +123,31 @@ def check_request(r: UpdateRequest, ncpu: int, available_cpus: set[int]) -> None
 def plan_update(c: Container, r: UpdateRequest) -> ContainerConfig:
     """The container's configuration after the update, or Docker's error for a conflicting one."""
     cfg = c.config
+
+    def cannot(why: str) -> str:
+        return f"Cannot update container {c.id}: {why}"
+
     if c.state.status in (Status.REMOVING, Status.DEAD):
-        raise Conflict(f'Cannot update container {c.id}: container is marked for removal and cannot be "update"')
+        raise Conflict(cannot('container is marked for removal and cannot be "update"'))
     if r.restart_policy is not None and cfg.auto_remove and r.restart_policy.name != "no":
-        raise InvalidArgument(f"Cannot update container {c.id}: Restart policy cannot be updated because "
-                              f"AutoRemove is enabled for the container")
+        raise InvalidArgument(cannot("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                     "container"))
     if r.nano_cpus > 0 and cfg.cpu_period > 0:
-        raise Conflict("Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set")
+        raise Conflict(cannot("Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set"))
     if r.nano_cpus > 0 and cfg.cpu_quota > 0:
-        raise Conflict("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set")
+        raise Conflict(cannot("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"))
     if r.cpu_period > 0 and cfg.nano_cpus > 0:
-        raise Conflict("Conflicting options: NanoCPUs cannot be updated as CPU Period has already been set")
+        raise Conflict(cannot("Conflicting options: NanoCPUs cannot be updated as CPU Period has already been set"))
     if r.cpu_quota > 0 and cfg.nano_cpus > 0:
-        raise Conflict("Conflicting options: NanoCPUs cannot be updated as CPU Quota has already been set")
+        raise Conflict(cannot("Conflicting options: NanoCPUs cannot be updated as CPU Quota has already been set"))
     # Docker records a --memory without --memory-swap as swap = 2 x memory; berth keeps 0 for "the default"
     swap = cfg.memory_swap if cfg.memory_swap or not cfg.memory else 2 * cfg.memory
     memory = cfg.memory
     if r.memory:
-        if swap != -1 and r.memory > swap and r.memory_swap == 0:
-            raise Conflict("Memory limit should be smaller than already set memoryswap limit, update the "
-                           "memoryswap at the same time")
+        # as dockerd does, even when the current swap is unlimited (-1) or unset (0)
+        if r.memory > swap and r.memory_swap == 0:
+            raise Conflict(cannot("Memory limit should be smaller than already set memoryswap limit, update the "
+                                  "memoryswap at the same time"))
         memory = r.memory
     if r.memory_swap:
         swap = r.memory_swap

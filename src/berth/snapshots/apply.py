@@ -232,7 +232,7 @@ class _Applier:
         base = parts[-1]
         pfd = self._dir(parts[:-1], create=True)
         if self._copy is not None and self._copy.no_overwrite_dir_non_dir:
-            self._check_overwrite(pfd, base, info)
+            self._check_overwrite(pfd, parts, info)
         if info.isdir():
             self._mkdir(pfd, base)
             self._dirs[parts] = info
@@ -297,17 +297,17 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _check_overwrite(self, pfd: int, base: str, info: tarfile.TarInfo) -> None:
+    def _check_overwrite(self, pfd: int, parts: tuple[str, ...], info: tarfile.TarInfo) -> None:
         try:
-            st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+            st = os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode) and not info.isdir():
-            raise Conflict(f"cannot overwrite directory {'/' + '/'.join(self._prefix + (base,))!r} "
-                           f"with non-directory {info.name!r}")
+            raise Conflict(f'cannot overwrite directory "{"/" + "/".join(parts)}" with non-directory '
+                           f'"/{"/".join(self._prefix)}"')
         if not stat.S_ISDIR(st.st_mode) and info.isdir():
-            raise Conflict(f"cannot overwrite non-directory {'/' + '/'.join(self._prefix + (base,))!r} "
-                           f"with directory {info.name!r}")
+            raise Conflict(f'cannot overwrite non-directory "{"/" + "/".join(parts)}" with directory '
+                           f'"/{"/".join(self._prefix)}"')
 
     def _ids(self, info: tarfile.TarInfo) -> tuple[int, int]:
         if self._copy is not None and self._copy.owner is not None:
