@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
+import itertools
+import json
 import os
 import shutil
 import signal
@@ -37,6 +40,7 @@ class PrivateBerthd:
         self.log_path = self.dir / "berthd.log"
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
+        self.bridge, self.bip, self.pool = _private_network()
 
     @property
     def host(self) -> str:
@@ -45,7 +49,8 @@ class PrivateBerthd:
     def start(self) -> PrivateBerthd:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [BERTHD, "--host", self.host, "--root", str(self.root), "--exec-root", str(self.exec_root)],
+                [BERTHD, "--host", self.host, "--root", str(self.root), "--exec-root", str(self.exec_root),
+                 "--bridge", self.bridge, "--bip", self.bip, "--default-address-pool", self.pool],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
         while not _ping(self.socket_path):
@@ -84,6 +89,7 @@ class PrivateBerthd:
                 os.kill(pid, signal.SIGKILL)
         for mount_point in sorted(_mounts_under(str(self.dir)), key=len, reverse=True):
             subprocess.run(["umount", "-l", mount_point], capture_output=True)
+        remove_network_leftovers(self.bridge, self.root)
         with contextlib.suppress(OSError):
             shutil.rmtree(self.dir)
 
@@ -112,6 +118,57 @@ class PrivateBerthd:
         if check and proc.returncode != 0:
             raise RuntimeError(f"berth {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
         return proc
+
+
+_counter = itertools.count()
+
+
+def _routes() -> list[ipaddress.IPv4Network]:
+    out = []
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            dst, mask = (socket.inet_ntoa(int(x, 16).to_bytes(4, "little")) for x in (fields[1], fields[7]))
+            if mask != "0.0.0.0":
+                out.append(ipaddress.IPv4Network(f"{dst}/{mask}", strict=False))
+    return out
+
+
+def _private_network() -> tuple[str, str, str]:
+    """A bridge name (<= 15 chars) and subnets no other live berthd of this machine uses: a /21 of 10.200.0.0/13
+    keyed by pid and a counter (its first /24 for the default bridge, its upper /22 for user networks in /26s),
+    skipping any that a route already covers."""
+    n = next(_counter)
+    used = _routes()
+    for attempt in range(256):
+        slot = (os.getpid() * 7 + n * 13 + attempt) % 256
+        block = ipaddress.IPv4Network("10.200.0.0/13").subnets(new_prefix=21)
+        net = next(b for i, b in enumerate(block) if i == slot)
+        if not any(net.overlaps(r) for r in used):
+            break
+    first = next(net.subnets(new_prefix=24))
+    pool = list(net.subnets(new_prefix=22))[1]
+    return f"bb{os.getpid():x}x{n:x}"[:15], f"{first.network_address + 1}/24", f"base={pool},size=26"
+
+
+def remove_network_leftovers(bridge: str, root: Path) -> None:
+    """What a berthd with this default bridge left in the kernel, even after kill -9: its user networks' bridges
+    (from the records under root), every veth on them, the bridges, and its nft table."""
+    bridges = [bridge]
+    with contextlib.suppress(OSError):
+        for record in (root / "networks").glob("*.json"):
+            with contextlib.suppress(ValueError, OSError):
+                name = json.loads(record.read_text()).get("bridge")
+                if name and name not in bridges:
+                    bridges.append(name)
+    for br in bridges:
+        out = subprocess.run(["ip", "-o", "link", "show", "master", br], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            ifname = line.split(":")[1].strip().split("@")[0]
+            subprocess.run(["ip", "link", "del", ifname], capture_output=True)
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+    table = "berth_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in bridge)
+    subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -19,6 +19,10 @@ from pathlib import Path
 
 from berth.errors import BerthError, Conflict, InvalidArgument
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.engine.networks import NetworkOptions
+
 DEFAULT_HOST = "unix:///run/berth/berth.sock"
 log = logging.getLogger("berthd")
 
@@ -34,6 +38,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-l", "--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("-D", "--debug", action="store_true")
     p.add_argument("--group", default="", help="group that owns the socket (default: root)")
+    p.add_argument("-b", "--bridge", default="berth0", help="the default bridge network's Linux bridge (default berth0)")
+    p.add_argument("--bip", default="172.31.0.1/16", help="the default bridge's address and subnet (default "
+                   "172.31.0.1/16)")
+    p.add_argument("--default-address-pool", action="append", default=[], metavar="base=CIDR,size=N",
+                   help="where user-defined networks get subnets (default base=10.220.0.0/16,size=24)")
+    p.add_argument("--mtu", type=int, default=1500, help="the containers' interfaces' MTU (default 1500)")
     return p.parse_args(argv)
 
 
@@ -75,6 +85,20 @@ def _bind_unix(path: Path, group: str) -> socket.socket:
     return sock
 
 
+def network_options(args: argparse.Namespace) -> NetworkOptions:
+    from ipaddress import IPv4Interface
+
+    from berth.engine.networks import NetworkOptions
+    from berth.network.ipam import AddressPool
+    try:
+        bip = IPv4Interface(args.bip)
+    except ValueError:
+        raise InvalidArgument(f"invalid --bip {args.bip!r}: expected an address with its prefix, e.g. "
+                              f"172.31.0.1/16") from None
+    pools = tuple(AddressPool.parse(p) for p in args.default_address_pool)
+    return NetworkOptions(args.bridge, bip, pools or NetworkOptions().pools, args.mtu)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
@@ -89,7 +113,7 @@ async def _serve(args: argparse.Namespace) -> None:
         raise Conflict(f"another berthd is running with --exec-root {exec_root}; stop it or choose another")
     # Blocking engine calls run in threads, and some block for long (wait, attach, logs -f): room for many.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=512, thread_name_prefix="api"))
-    engine = Engine(EngineConfig(root, exec_root))
+    engine = Engine(EngineConfig(root, exec_root, network_options(args)))
     for cleaned in engine.recover():
         log.info("recovered: %s", cleaned)
     hosts = args.host or [DEFAULT_HOST]

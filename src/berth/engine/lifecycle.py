@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import monitors, volumeuse
+from berth.engine import monitors, recovery, volumeuse
 from berth.engine import netns as netns_mod
 from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
 from berth.engine.events import EventService, rfc3339_to_ns
@@ -615,7 +615,8 @@ class ContainerService:
 
     def reconcile(self) -> list[str]:
         """After berthd (re)starts: re-watch live monitors, record exits that happened while it was down."""
-        notes = []
+        notes = recovery.sweep_incomplete(self.store, self._snapshots, self._state_root, self.netns_of,
+                                          self.socket_of)
         for c in list(self.store.all()):
             if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
                 continue
