@@ -283,11 +283,15 @@ class NetworkService:
             if c.networking.port_bindings and kind == "none":
                 raise InvalidArgument("conflicting options: port publishing and the container type network mode")
             return
-        primary = self.get("bridge" if kind == "bridge" else c.network_mode)
-        wanted: dict[str, EndpointRequest] = {}
-        for key, req in c.networking.endpoints.items():
-            net = primary if key in ("default", c.network_mode, primary.name, primary.id) else self.get(key)
-            wanted[net.id] = req
+        # a 404 from create makes the docker CLI pull the image: an unknown network is a bad argument here
+        try:
+            primary = self.get("bridge" if kind == "bridge" else c.network_mode)
+            wanted: dict[str, EndpointRequest] = {}
+            for key, req in c.networking.endpoints.items():
+                net = primary if key in ("default", c.network_mode, primary.name, primary.id) else self.get(key)
+                wanted[net.id] = req
+        except NotFound as exc:
+            raise InvalidArgument(str(exc)) from None
         wanted.setdefault(primary.id, EndpointRequest())
         with self.store.locked():
             for net_id, req in wanted.items():

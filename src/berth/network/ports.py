@@ -26,9 +26,9 @@ def parse_port(text: str, what: str) -> tuple[int, int]:
         lo = int(start)
         hi = int(end) if sep else lo
     except ValueError:
-        raise InvalidArgument(f"Invalid {what}: {text}") from None
+        raise InvalidArgument(f"invalid {what}: {text}") from None
     if not (0 < lo <= 65535 and 0 < hi <= 65535) or hi < lo:
-        raise InvalidArgument(f"Invalid {what}: {text}")
+        raise InvalidArgument(f"invalid {what}: {text}")
     return lo, hi
 
 
