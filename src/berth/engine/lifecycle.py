@@ -162,8 +162,6 @@ class ContainerService:
         container_id = secrets.token_hex(32)
         if not config.hostname:
             config = replace(config, hostname=container_id[:12])
-        if config.init:
-            raise InvalidArgument("--init is not available in this berth yet: run without it")
         if not config.args:
             raise InvalidArgument("No command specified")
         validate(config)

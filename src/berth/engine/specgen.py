@@ -32,6 +32,10 @@ MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
                 "/sys/devices/virtual/powercap")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# --init: Docker binds its init (tini) read-only at /sbin/docker-init and runs `/sbin/docker-init -- <command>`.
+# Debian's tini package ships this static build (dockerd's docker-init is a symlink to it).
+INIT_BINARY = "/usr/bin/tini-static"
+INIT_PATH = "/sbin/docker-init"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RLIMITS = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
             "rtprio", "rttime", "sigpending", "stack", "as"}
@@ -53,6 +57,7 @@ class SpecPaths:
     hosts: str
     resolv_conf: str
     cgroup_parent: str = "/berth"
+    init_binary: str = INIT_BINARY   # on the host: what `--init` binds at /sbin/docker-init
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,7 @@ def build_spec(config: ContainerConfig, container_id: str, user: ResolvedUser, p
     process_args = list(args if args is not None else config.args)
     if not process_args:
         raise InvalidArgument("no command specified: the image has no CMD or ENTRYPOINT; give one after the image")
+    init_path = init_path or (INIT_PATH if config.init else None)
     if init_path:
         process_args = [init_path, "--", *process_args]
     process: dict[str, Any] = {
@@ -258,7 +264,8 @@ def build_spec(config: ContainerConfig, container_id: str, user: ResolvedUser, p
         "process": process,
         "root": {"path": "rootfs", "readonly": config.readonly_rootfs},
         "hostname": config.hostname,
-        "mounts": _mounts(config, paths),
+        "mounts": _mounts(config, paths) + ([{"destination": INIT_PATH, "type": "bind", "source": paths.init_binary,
+                                               "options": ["rbind", "ro", "rprivate"]}] if config.init else []),
         "linux": linux,
     }
 
