@@ -151,7 +151,7 @@ def plan_update(c: Container, r: UpdateRequest) -> ContainerConfig:
         memory = r.memory
     if r.memory_swap:
         swap = r.memory_swap
-    new = replace(cfg, memory=memory, memory_swap=swap if memory else cfg.memory_swap,
+    new = replace(cfg, memory=memory, memory_swap=swap if r.memory or r.memory_swap else cfg.memory_swap,
                   memory_reservation=r.memory_reservation or cfg.memory_reservation,
                   nano_cpus=r.nano_cpus or cfg.nano_cpus, cpu_shares=r.cpu_shares or cfg.cpu_shares,
                   cpu_period=r.cpu_period or cfg.cpu_period, cpu_quota=r.cpu_quota or cfg.cpu_quota,
