@@ -1,0 +1,149 @@
+"""Containers' use of volumes and host paths: what `create`, `start`, a stop and `rm -v` do about mounts.
+
+- create: --volumes-from copied, binds checked (`--mount type=bind` needs its source), named volumes made on
+  demand, an anonymous volume for every `-v /path` and image VOLUME; each made volume is undone if the create fails.
+- start: Binds' missing host directories made (as Docker does), volumes with options mounted, copy-up of the
+  image's content into empty volumes, shared/slave propagation checked against the source's mount.
+- stop: volumes with options unmounted once no running container uses them.
+- rm -v: the container's anonymous volumes removed (named ones never; one still used elsewhere stays).
+
+May import: berth.engine.containers, berth.engine.mounts, berth.volumes, berth.util, berth.errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from berth.engine.containers import Container, ContainerConfig, ContainerStore, Status
+from berth.engine.mounts import (
+    MountPoint,
+    MountType,
+    from_other,
+    merge,
+    mount_config_error,
+    ordered,
+    parse_volumes_from,
+)
+from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, RuntimeFailure
+from berth.volumes.copyup import copy_up
+from berth.volumes.store import ANONYMOUS_LABEL, VolumeStore
+
+_LIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+
+def volume_users(store: ContainerStore) -> dict[str, list[tuple[str, bool]]]:
+    """volume name -> [(container id, running)], from the container records."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for c in store.all():
+        for m in c.config.mounts:
+            if m.type is MountType.VOLUME and m.source:
+                out.setdefault(m.source, []).append((c.id, c.state.status in _LIVE))
+    return out
+
+
+def resolve(config: ContainerConfig, volumes: VolumeStore, lookup: Callable[[str], Container],
+            undo: contextlib.ExitStack) -> ContainerConfig:
+    """The create-time half: every mount of the container decided and every volume it needs made. The caller holds
+    `volumes.lock()` until the container's record is written, and unwinds `undo` if anything after fails."""
+    inherited: list[MountPoint] = []
+    for spec in config.volumes_from:
+        ref, mode = parse_volumes_from(spec)
+        try:
+            other = lookup(ref)
+        except NotFound as exc:   # dockerd answers 400: a 404 would make the CLI try to pull the image
+            raise InvalidArgument(str(exc)) from None
+        inherited += [from_other(m, mode) for m in other.config.mounts]
+    for m in config.mounts:
+        if m.type is MountType.BIND and not m.create_source and not os.path.lexists(m.source):
+            raise mount_config_error("bind", f"bind source path does not exist: {m.source}")
+    resolved = []
+    for m in merge(inherited, config.mounts, config.volumes):
+        if m.type is MountType.VOLUME:
+            m = _volume(m, volumes, undo)
+        resolved.append(m)
+    return replace(config, mounts=tuple(resolved))
+
+
+def _volume(m: MountPoint, volumes: VolumeStore, undo: contextlib.ExitStack) -> MountPoint:
+    if m.host_path:      # inherited through --volumes-from: the volume exists and stays the other's
+        return m
+    labels = dict(m.labels)
+    if not m.source:
+        labels[ANONYMOUS_LABEL] = ""
+    volume, created = volumes.create(m.source, m.driver or "local", labels, m.driver_opts)
+    if created:
+        undo.callback(_forget, volumes, volume.name)
+    return replace(m, source=volume.name, driver=volume.driver, host_path=str(volume.mountpoint),
+                   anonymous=not m.source)
+
+
+def _forget(volumes: VolumeStore, name: str) -> None:
+    with contextlib.suppress(BerthError):
+        volumes.remove(name)
+
+
+def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.ExitStack) -> None:
+    """The start-time half, with the container's root filesystem mounted at rootfs."""
+    for m in ordered(c.config.mounts):
+        if m.type is MountType.BIND:
+            if m.create_source and not os.path.lexists(m.source):
+                try:
+                    os.makedirs(m.source, 0o755, exist_ok=True)
+                except OSError as exc:
+                    raise RuntimeFailure(f"error while creating mount source path '{m.source}': {exc}") from exc
+            check_source_propagation(m.source, m.propagation)
+        elif m.type is MountType.VOLUME:
+            try:
+                volume = volumes.get(m.source)
+            except NotFound as exc:
+                raise RuntimeFailure(f"volume {m.source} of container {c.short_id} is gone: {exc}") from exc
+            volumes.mount(volume)
+            undo.callback(volumes.release, volume, c.id)
+            if m.copy_up:
+                copy_up(rootfs, m.destination, volume.mountpoint)
+
+
+def release(c: Container, volumes: VolumeStore) -> None:
+    """The container stopped: unmount what its volumes mounted, unless another running container uses them."""
+    for name in {m.source for m in c.config.mounts if m.type is MountType.VOLUME}:
+        with contextlib.suppress(NotFound, BerthError):
+            volumes.release(volumes.get(name), c.id)
+
+
+def remove_anonymous(c: Container, volumes: VolumeStore) -> None:
+    """`rm -v`, after the container's record is gone."""
+    for m in c.config.mounts:
+        if m.type is MountType.VOLUME and m.anonymous:
+            with contextlib.suppress(NotFound, Conflict):
+                volumes.remove(m.source)
+
+
+def check_source_propagation(source: str, propagation: str) -> None:
+    """Docker's rule: a shared bind needs a shared source mount; a slave bind, a shared or slave one."""
+    if propagation not in ("shared", "rshared", "slave", "rslave"):
+        return
+    point, optional = _mount_of(os.path.realpath(source))
+    shared = any(f.startswith("shared:") for f in optional)
+    slave = any(f.startswith("master:") for f in optional)
+    if propagation in ("shared", "rshared") and not shared:
+        raise InvalidArgument(f"path {source} is mounted on {point} but it is not a shared mount")
+    if not (shared or slave):
+        raise InvalidArgument(f"path {source} is mounted on {point} but it is not a shared or slave mount")
+
+
+def _mount_of(path: str) -> tuple[str, Sequence[str]]:
+    """The mount point under which path lies, and its optional fields (shared:N, master:N)."""
+    best = "/"
+    fields: tuple[str, ...] = ()
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f.read().decode().splitlines():
+            parts = line.split(" ")
+            point = parts[4].replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fields = point, tuple(parts[6:parts.index("-")])
+    return best, fields
+
