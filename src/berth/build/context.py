@@ -1,0 +1,249 @@
+"""The build context: what a client sends (a tar of a directory, .dockerignore applied) and safe look-ups in it.
+
+Client side (the CLI's hot path; stdlib only, nothing heavy at import):
+
+    context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: BinaryIO,
+                extra_files: Sequence[tuple[str, bytes]] = ()) -> None
+        Writes the tar the docker CLI sends: entries in filepath.Walk order (each directory's names sorted), names
+        relative to the directory ("sub/" for directories), permission bits (plus setuid/setgid/sticky), mtimes
+        truncated to seconds, uid/gid 0 and no user/group names (the CLI's ChownOpts 0:0), symlinks stored as
+        links and never followed, hard links within the context kept as links, sockets skipped. The ignore
+        matcher is applied as the CLI does (directories walked only when an exception pattern may re-include
+        something below them); .dockerignore and the Dockerfile (`dockerfile`, a path relative to the
+        directory, or "" when it comes from elsewhere) are always included. extra_files are appended as regular
+        files (the CLI's `.dockerfile.<random>` for a Dockerfile from stdin or outside the context).
+
+Builder side (pure functions over an extracted context directory):
+
+    scoped_path(root: Path, path: str) -> Path
+        Docker's FollowSymlinkInScope: `path` (relative, or absolute meaning relative to root) resolved with every
+        symlink evaluated as if root were '/': the result is always inside root. Raises UnsafePath when `path`
+        itself climbs out of root with '..' ("forbidden path outside the build context").
+    resolve_sources(context_root: Path, patterns: list[str]) -> list[Path]
+        COPY/ADD sources as the classic builder finds them: a leading '/' and './' dropped; with wildcards
+        (Go filepath.Match: '*', '?', '[...]') every path of the context (walked without following links) that
+        matches, in walk order; without, the path itself. Each result is scoped_path()'d, so it is inside the
+        root and is never a symlink leading out of it. Raises UnsafePath for '..' escapes, NotFound for a missing
+        file ("file not found in build context or excluded by .dockerignore: stat x: file does not exist")
+        and when nothing at all matches ("no source files were specified").
+    resolve_source_entries(context_root, patterns) -> list[SourceEntry]
+        The same with the name each source had in the context (`SourceEntry.name`, relative, '/'-separated):
+        Docker names a copied file after that name, not after a symlink's target.
+
+May import: berth.errors, berth.build.dockerignore.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from berth.build.dockerignore import Matcher, Pattern, go_clean, go_match
+from berth.errors import InvalidArgument, NotFound, UnsafePath
+
+_MAX_LINKS = 255
+
+
+def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of everything under root, in Go's filepath.Walk order (names sorted bytewise)."""
+    base = os.path.join(root, rel) if rel else root
+    try:
+        names = sorted(os.listdir(base), key=os.fsencode)
+    except OSError as exc:
+        raise InvalidArgument(f"error checking context: can't read directory {rel or '.'}: {exc.strerror}") from exc
+    for name in names:
+        child = f"{rel}/{name}" if rel else name
+        try:
+            st = os.lstat(os.path.join(root, child))
+        except FileNotFoundError:
+            continue  # vanished while we walked
+        yield child, st
+
+
+def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: BinaryIO,
+                extra_files: Sequence[tuple[str, bytes]] = ()) -> None:
+    root = os.fspath(directory)
+    if not os.path.isdir(root):
+        raise InvalidArgument(f"unable to prepare context: path {str(directory)!r} not found")
+    if ignore is not None:
+        # The CLI's TrimBuildFilesFromExcludes: the daemon needs these two whatever .dockerignore says.
+        if ignore.excluded(".dockerignore"):
+            ignore = ignore.with_patterns(Pattern.parse("!.dockerignore"))
+        name = go_clean(dockerfile) if dockerfile else ""
+        if name and ignore.excluded(name):
+            ignore = ignore.with_patterns(Pattern.parse("!" + name))
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        seen: dict[tuple[int, int], str] = {}
+        _add_tree(tar, root, "", ignore, seen)
+        for name, data in extra_files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o600
+            info.mtime = int(time.time())
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _add_tree(tar: tarfile.TarFile, root: str, rel: str, ignore: Matcher | None,
+              seen: dict[tuple[int, int], str]) -> None:
+    for child, st in _walk(root, rel):
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if ignore is not None and ignore.excluded(child, is_dir):
+            if is_dir and ignore.has_exclusions and ignore.must_walk(child):
+                _add_tree(tar, root, child, ignore, seen)
+            continue
+        _add_entry(tar, os.path.join(root, child), child, st, seen)
+        if is_dir:
+            _add_tree(tar, root, child, ignore, seen)
+
+
+def _add_entry(tar: tarfile.TarFile, full: str, name: str, st: os.stat_result,
+               seen: dict[tuple[int, int], str]) -> None:
+    mode = st.st_mode
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(mode)
+    info.mtime = int(st.st_mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if stat.S_ISREG(mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in seen:
+            info.type = tarfile.LNKTYPE
+            info.linkname = seen[key]
+            tar.addfile(info)
+            return
+        if st.st_nlink > 1:
+            seen[key] = name
+        info.size = st.st_size
+        try:
+            with open(full, "rb") as f:
+                tar.addfile(info, f)
+        except OSError as exc:
+            raise InvalidArgument(f"error checking context: can't read {name!r}: {exc.strerror}") from exc
+        return
+    if stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(full)
+    elif stat.S_ISFIFO(mode):
+        info.type = tarfile.FIFOTYPE
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    else:
+        return  # sockets: the CLI cannot archive them either and leaves them out
+    tar.addfile(info)
+
+
+# --- builder side -------------------------------------------------------------------------------------------------
+
+def scoped_path(root: Path, path: str) -> Path:
+    """Resolves path inside root, evaluating symlinks as if root were '/' (Docker's FollowSymlinkInScope)."""
+    base = go_clean(os.fspath(root))
+    joined = go_clean(base + "/" + path)
+    if joined != base and not joined.startswith(base.rstrip("/") + "/"):
+        raise UnsafePath(f"forbidden path outside the build context: {path} ({joined})")
+    rest = go_clean("/" + joined[len(base):])
+    done: list[str] = []
+    links = 0
+    pending = [p for p in rest.split("/") if p]
+    pending.reverse()
+    while pending:
+        part = pending.pop()
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = base.rstrip("/") + "/" + "/".join([*done, part])
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            done.append(part)
+            continue
+        except NotADirectoryError:
+            done.append(part)
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            done.append(part)
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            raise UnsafePath(f"too many links in {path}")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            done = []
+        more = [p for p in target.split("/") if p]
+        more.reverse()
+        pending.extend(more)
+    return Path(base.rstrip("/") + "/" + "/".join(done)) if done else Path(base)
+
+
+def contains_wildcards(name: str) -> bool:
+    i = 0
+    while i < len(name):
+        ch = name[i]
+        if ch == "\\":
+            i += 1
+        elif ch in "*?[":
+            return True
+        i += 1
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEntry:
+    name: str    # as named in the context, relative
+    path: Path   # resolved inside the context root
+
+
+def _strip_source(pattern: str) -> str:
+    if pattern.startswith("/"):
+        pattern = pattern[1:]
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    return pattern
+
+
+def _entry(root: Path, name: str) -> SourceEntry:
+    full = scoped_path(root, name)
+    if not full.exists():
+        raise NotFound(f"file not found in build context or excluded by .dockerignore: stat {name}: "
+                       "file does not exist")
+    return SourceEntry(name, full)
+
+
+def _walk_all(root: str, rel: str = "") -> Iterator[tuple[str, bool]]:
+    for child, st in _walk(root, rel):
+        is_dir = stat.S_ISDIR(st.st_mode)
+        yield child, is_dir
+        if is_dir:
+            yield from _walk_all(root, child)
+
+
+def resolve_source_entries(context_root: Path, patterns: list[str]) -> list[SourceEntry]:
+    entries: list[SourceEntry] = []
+    for raw in patterns:
+        pattern = _strip_source(raw)
+        if contains_wildcards(pattern):
+            for rel, _ in _walk_all(os.fspath(context_root)):
+                if go_match(pattern, rel):
+                    entries.append(_entry(context_root, rel))
+        else:
+            entries.append(_entry(context_root, pattern))
+    if not entries:
+        raise NotFound("no source files were specified")
+    return entries
+
+
+def resolve_sources(context_root: Path, patterns: list[str]) -> list[Path]:
+    return [entry.path for entry in resolve_source_entries(context_root, patterns)]

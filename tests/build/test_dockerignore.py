@@ -1,0 +1,158 @@
+""".dockerignore patterns with Docker's rules, and Go's filepath.Match."""
+
+from __future__ import annotations
+
+import fnmatch
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from berth.build.dockerignore import Matcher, Pattern, go_clean, go_match, parse_dockerignore, read_dockerignore
+from berth.errors import InvalidArgument
+
+
+def matcher(text: str) -> Matcher:
+    return Matcher(parse_dockerignore(text))
+
+
+def test_reading_strips_comments_blanks_and_leading_slashes() -> None:
+    patterns = parse_dockerignore("\ufeff# comment\n\n  /foo/  \n ./bar/../baz\n!  /keep\n #not a comment\n")
+    assert [str(p) for p in patterns] == ["foo", "baz", "!keep", "#not a comment"]
+
+
+@pytest.mark.parametrize(("patterns", "path", "excluded"), [
+    ("foo", "foo", True),
+    ("foo", "foo/bar", True),            # a matched parent excludes what is inside
+    ("foo", "a/foo", False),
+    ("*.md", "README.md", True),
+    ("*.md", "docs/x.md", False),        # '*' does not cross '/'
+    ("*/*.md", "docs/x.md", True),
+    ("**/*.md", "docs/x.md", True),
+    ("**/*.md", "x.md", True),
+    ("**/*.md", "a/b/c/x.md", True),
+    ("**", "anything/at/all", True),
+    ("a/**/b", "a/b", True),
+    ("a/**/b", "a/x/y/b", True),
+    ("a/**", "a", False),
+    ("a/**", "a/x", True),
+    ("?.txt", "a.txt", True),
+    ("?.txt", "ab.txt", False),
+    ("[a-c].txt", "b.txt", True),
+    ("[a-c].txt", "d.txt", False),
+    ("[^a].txt", "b.txt", True),
+    ("file.txt", "fileXtxt", False),     # '.' is literal
+    ("\\*", "*", True),
+    ("\\*", "a", False),
+    ("*\nfoo\n!foo/keep", "foo/keep", False),
+    ("*\n!foo\nfoo/drop", "foo/drop", True),
+    ("foo\n!foo/keep\nfoo/keep/no", "foo/keep/no", True),
+    ("foo\n!foo/keep", "foo/other", True),
+    ("*.log\n!important.log", "important.log", False),
+    ("*.log\n!important.log\n*.log", "important.log", True),   # the last match wins
+    ("/abs", "abs", True),
+    ("./rel/", "rel/x", True),
+    ("..", "x", False),
+    ("a+b", "aab", True),                # Docker's translation passes regexp characters through
+])
+def test_docker_pattern_rules(patterns: str, path: str, excluded: bool) -> None:
+    assert matcher(patterns).excluded(path) is excluded
+
+
+def test_must_walk_uses_dockers_literal_prefix_test() -> None:
+    m = matcher("dir\n!dir/keep\n!**/deep")
+    assert m.has_exclusions
+    assert m.must_walk("dir")
+    assert not m.must_walk("di")
+    assert not m.must_walk("other")
+    assert not matcher("dir").must_walk("dir")
+
+
+def test_with_patterns_appends() -> None:
+    m = matcher("*").with_patterns(Pattern.parse("!Dockerfile"))
+    assert not m.excluded("Dockerfile")
+    assert m.excluded("other")
+
+
+@pytest.mark.parametrize("bad", ["[", "a[", "[]", "[a-]", "a\\", "!"])
+def test_bad_patterns_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_dockerignore(bad + "\n")
+
+
+def test_read_dockerignore(tmp_path: Path) -> None:
+    assert read_dockerignore(tmp_path) is None
+    (tmp_path / ".dockerignore").write_text("*.tmp\n")
+    m = read_dockerignore(tmp_path)
+    assert m is not None and m.excluded("x.tmp") and not m.excluded("x")
+
+
+@pytest.mark.parametrize(("pattern", "name", "matched"), [
+    ("abc", "abc", True), ("*", "abc", True), ("*c", "abc", True), ("a*", "a", True), ("a*", "ab/c", False),
+    ("a*/b", "abc/b", True), ("a*/b", "a/c/b", False), ("a*b*c*d*e*/f", "axbxcxdxe/f", True),
+    ("a*b*c*d*e*/f", "axbxcxdxexxx/f", True), ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", False),
+    ("a*b?c*x", "abxbbxdbxebxczzx", True), ("a*b?c*x", "abxbbxdbxebxczzy", False),
+    ("ab[c]", "abc", True), ("ab[b-d]", "abc", True), ("ab[e-g]", "abc", False), ("ab[^c]", "abc", False),
+    ("ab[^b-d]", "abc", False), ("ab[^e-g]", "abc", True), ("a\\*b", "a*b", True), ("a\\*b", "ab", False),
+    ("a?b", "a☺b", True), ("a[^a]b", "a☺b", True), ("a???b", "a☺b", False), ("a[^a][^a][^a]b", "a☺b", False),
+    ("[a-ζ]*", "α", True), ("*[a-ζ]", "A", False), ("a?b", "a/b", False), ("a*b", "a/b", False),
+    ("[\\]a]", "]", True), ("[\\-]", "-", True), ("[x\\-]", "x", True), ("[x\\-]", "-", True),
+    ("[x\\-]", "z", False), ("[\\-x]", "x", True), ("*x", "xxx", True),
+])
+def test_go_match_agrees_with_gos_own_test_table(pattern: str, name: str, matched: bool) -> None:
+    assert go_match(pattern, name) is matched
+
+
+@pytest.mark.parametrize("pattern", ["[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a["])
+def test_go_match_refuses_gos_bad_patterns(pattern: str) -> None:
+    with pytest.raises(InvalidArgument):
+        go_match(pattern, "x")
+
+
+@pytest.mark.parametrize(("path", "clean"), [
+    ("", "."), ("a/b/../c", "a/c"), ("/../x", "/x"), ("../../x", "../../x"), ("a//b/./", "a/b"), ("//a", "/a"),
+])
+def test_go_clean(path: str, clean: str) -> None:
+    assert go_clean(path) == clean
+
+
+SEGMENT = st.text(alphabet="abc.", min_size=1, max_size=4).filter(lambda s: s not in (".", ".."))
+PATHS = st.lists(SEGMENT, min_size=1, max_size=4).map("/".join)
+GLOBS = st.lists(st.text(alphabet="abc.*?", min_size=1, max_size=4).filter(lambda s: "**" not in s),
+                 min_size=1, max_size=3).map("/".join)
+
+
+@given(GLOBS, PATHS)
+def test_matcher_pattern_agrees_with_filepath_match_without_double_star(glob: str, path: str) -> None:
+    assert Pattern.parse(glob).matches(path) == go_match(go_clean(glob), path)
+
+
+@given(GLOBS, st.text(alphabet="abc.", min_size=1, max_size=6))
+def test_go_match_of_one_segment_agrees_with_fnmatch(glob: str, name: str) -> None:
+    if "/" in glob:
+        return
+    assert go_match(glob, name) == fnmatch.fnmatchcase(name, glob)
+
+
+@given(st.lists(st.tuples(st.booleans(), GLOBS), min_size=1, max_size=4), PATHS)
+def test_the_last_matching_pattern_decides(patterns: list[tuple[bool, str]], path: str) -> None:
+    m = Matcher(Pattern.parse(("!" if neg else "") + glob) for neg, glob in patterns)
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    expected = False
+    for neg, glob in patterns:
+        if any(Pattern.parse(glob).matches(c) for c in candidates):
+            expected = not neg
+    assert m.excluded(path) == expected
+
+
+@given(st.text(alphabet=string.ascii_letters + "/._-", min_size=1, max_size=20))
+def test_a_pattern_without_special_characters_matches_itself_and_its_contents(name: str) -> None:
+    clean = go_clean(name).lstrip("/")
+    if clean in (".", "", "..") or clean.startswith("../"):
+        return
+    m = matcher(name)
+    assert m.excluded(clean)
+    assert m.excluded(clean + "/inside")
