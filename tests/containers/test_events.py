@@ -288,3 +288,60 @@ def test_history_survives_a_restart_and_a_die_while_down_is_recorded_when_it_hap
         assert abs(die["timeNano"] / 1e9 - died_at) < 1.0      # when it happened, not when berthd learnt it
         d.docker("rm", "evdown")
         assert (d.root / "events" / "journal.jsonl").stat().st_size > 0
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_the_other_container_actions_have_their_events(b: PrivateBerthd, tmp_path: Path) -> None:
+    t0 = time.time()
+    b.docker("run", "-d", "--name", "evmore", "busybox", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
+    b.docker("pause", "evmore")
+    b.docker("unpause", "evmore")
+    b.docker("top", "evmore")
+    b.docker("exec", "evmore", "sh", "-c", "exit 4", check=False)
+    (tmp_path / "f").write_text("x")
+    b.docker("cp", str(tmp_path / "f"), "evmore:/tmp/f")
+    b.docker("cp", "evmore:/tmp/f", str(tmp_path / "back"))
+    b.docker("update", "--restart", "on-failure:2", "evmore")
+    b.docker("commit", "-m", "snap", "evmore", "evmore-img:1")
+    b.docker("export", "-o", str(tmp_path / "x.tar"), "evmore")
+    b.docker("restart", "-t", "5", "evmore")
+    b.docker("rename", "evmore", "evmore2")
+    b.docker("rm", "-f", "evmore2")
+    b.docker("rmi", "evmore-img:1")
+    got = _events(b.docker, t0, time.time() + 1, "--filter", "type=container")
+    actions = [e["Action"] for e in got]
+    assert actions == [
+        "create", "start", "pause", "unpause", "top", "exec_create: sh -c exit 4", "exec_start: sh -c exit 4",
+        "exec_die", "extract-to-dir", "archive-path", "update", "pause", "unpause", "commit", "export", "kill", "die", "stop", "start",
+        "restart", "rename", "kill", "die", "destroy"], actions
+    by = {e["Action"]: e["Actor"]["Attributes"] for e in got}
+    assert by["exec_die"]["exitCode"] == "4" and by["exec_die"]["execID"] == by["exec_create: sh -c exit 4"]["execID"]
+    assert by["commit"]["comment"] == "snap" and by["commit"]["imageID"].startswith("sha256:")
+    assert by["rename"]["oldName"] == "/evmore" and by["rename"]["name"] == "evmore2"
+    assert [e["Actor"]["Attributes"]["exitCode"] for e in got if e["Action"] == "die"] == ["0", "137"]
+
+
+@pytest.mark.root
+def test_an_oom_kill_is_an_event_before_the_die(b: PrivateBerthd) -> None:
+    t0 = time.time()
+    b.docker("run", "--name", "evoom", "--memory", "16m", "--memory-swap", "16m", "busybox", "sh", "-c",
+             "head -c 200m /dev/zero | tail > /dev/null", check=False)
+    got = _events(b.docker, t0, time.time() + 1, "--filter", "container=evoom", "--filter", "event=oom",
+                  "--filter", "event=die")
+    assert [e["Action"] for e in got] == ["oom", "die"]
+    b.docker("rm", "evoom")
+
+
+@pytest.mark.root
+def test_an_until_in_the_future_replays_then_streams_until_it_passes(b: PrivateBerthd) -> None:
+    t0 = time.time()
+    b.docker("create", "--name", "evuntil", "busybox", "true")
+    proc = subprocess.Popen([DOCKER_CLI, "-H", b.host, "events", "--since", f"{t0:.3f}", "--until",
+                             f"{time.time() + 2:.3f}", "--filter", "container=evuntil", "--format", "{{.Action}}"],
+                            stdout=subprocess.PIPE)
+    time.sleep(0.5)
+    b.docker("rm", "evuntil")
+    out, _ = proc.communicate(timeout=10)     # ends by itself once `until` has passed
+    assert out.decode().split() == ["create", "destroy"]
+    assert time.time() - t0 < 6

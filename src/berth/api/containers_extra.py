@@ -147,6 +147,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     def run() -> None:
         archive.read_archive(engine.containers, engine.snapshots, c, path, ref, on_stat, cast(BinaryIO, writer))
         writer.flush()
+        engine.events.container(c, "archive-path")
 
     try:
         await blocking(run)
@@ -169,6 +170,7 @@ async def archive_put(request: web.Request) -> web.Response:
     body = BodyReader(request, asyncio.get_running_loop())
     await blocking(lambda: archive.write_archive(engine.containers, engine.snapshots, c, path, ref,
                                                  cast(BinaryIO, body), options))
+    engine.events.container(c, "extract-to-dir")
     return web.Response(status=200)
 
 
@@ -186,6 +188,7 @@ async def container_update(request: web.Request) -> web.Response:
     changes = update.parse_update(body)
     ref = request.match_info["id"]
     warnings = await blocking(lambda: update.update(engine.containers, ref, changes))
+    engine.events.container(engine.containers.get(ref), "update")
     return json_response({"Warnings": warnings})
 
 

@@ -238,6 +238,8 @@ async def prune_images(request: web.Request) -> web.Response:
         return "label" in given and not _label_match(view, given["label"])
 
     events, reclaimed = await blocking(lambda: engine.images.prune(all_unused=not dangling, keep=keep))
+    for kind, value in events:
+        engine.events.image("untag" if kind == "Untagged" else "delete", str(value), str(value))
     return json_response({"ImagesDeleted": [{k: v} for k, v in events] or None, "SpaceReclaimed": reclaimed})
 
 

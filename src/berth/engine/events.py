@@ -171,7 +171,22 @@ class EventService:
         return self.emit("container", action, c.id, attrs, time_nano)
 
     def image(self, action: str, image_id: str, name: str, labels: Mapping[str, str] | None = None) -> Event:
+        """pull/push: the reference ("busybox:latest") and its name; tag: the image id and the new tag;
+        untag/delete/load/save/import: the image id twice, as dockerd writes them."""
         return self.emit("image", action, image_id, {**(labels or {}), "name": name})
+
+    def volume(self, action: str, name: str, driver: str = "local", extra: Mapping[str, str] | None = None) -> Event:
+        """create, destroy: {"driver"}; mount: also container, destination, propagation, "read/write";
+        unmount: container. The actor is the volume's name."""
+        return self.emit("volume", action, name, {**(extra or {}), "driver": driver})
+
+    def network(self, action: str, network_id: str, name: str, driver: str = "bridge",
+                container_id: str = "") -> Event:
+        """create, destroy: {"name", "type"}; connect, disconnect: also "container" (its full id)."""
+        attrs = {"name": name, "type": driver}
+        if container_id:
+            attrs["container"] = container_id
+        return self.emit("network", action, network_id, attrs)
 
     # -- consuming ---------------------------------------------------------------------------------------
 

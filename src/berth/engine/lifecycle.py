@@ -382,6 +382,8 @@ class ContainerService:
                 state = replace(c.state, status=Status.EXITED, exit_code=255, pid=0, finished_at=now_rfc3339(),
                                 error="the container's monitor died without recording an exit status")
             c = self.store.save_state(c, replace(state, health=health_at_stop(state.health)))
+            if c.state.oom_killed:
+                self.events.container(c, "oom", time_nano=self.events.happened_at(rfc3339_to_ns(c.state.finished_at)))
             self.events.container(c, "die", {"exitCode": str(c.state.exit_code)},
                                   self.events.happened_at(rfc3339_to_ns(c.state.finished_at)))
             self._release_rootfs(c)
@@ -580,6 +582,7 @@ class ContainerService:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                f"attempting removal or force remove")
             self.stop(c.id, timeout=-1, sig=signal.SIGKILL)
+            self._wait_stopped(c.id, 10)   # the exit recorded (and its die event) before the record goes
         with self._lock:
             if c.id in self._starting:   # being started by another request: let that end first
                 self._wait_not_starting(c.id)
