@@ -345,3 +345,52 @@ def test_an_until_in_the_future_replays_then_streams_until_it_passes(b: PrivateB
     out, _ = proc.communicate(timeout=10)     # ends by itself once `until` has passed
     assert out.decode().split() == ["create", "destroy"]
     assert time.time() - t0 < 6
+
+
+def _scenario(docker: Any, name: str) -> tuple[float, float]:
+    """An attached run, exec, pause, rename, kill -s, restart, tag and untag."""
+    t0 = time.time()
+    docker("run", "--name", name, "--label", "tier=test", "busybox:latest", "sh", "-c", "exit 3", check=False)
+    docker("rm", name)
+    docker("run", "-d", "--name", name, "busybox:latest", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
+    docker("exec", name, "true")
+    docker("pause", name)
+    docker("unpause", name)
+    docker("kill", "-s", "USR1", name)
+    docker("rename", name, name + "2")
+    docker("restart", "-t", "5", name + "2")
+    docker("rm", "-f", name + "2")
+    docker("tag", "busybox:latest", f"{name}:tagged")
+    docker("rmi", f"{name}:tagged")
+    return t0, time.time() + 1
+
+
+@pytest.mark.root
+@pytest.mark.interop
+@pytest.mark.slow
+def test_more_actions_match_a_real_dockerd(b: PrivateBerthd, seeded_daemon: Daemon) -> None:  # noqa: F811
+    from tests.peers import docker
+
+    def on(host: str) -> Any:
+        return lambda *args, check=True: docker(host, *args, check=check)
+
+    def shape(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        out = []
+        for e in events:
+            attrs = e["Actor"]["Attributes"]
+            keep = {k: v for k, v in attrs.items() if k in ("exitCode", "signal", "name", "oldName", "image")}
+            if e["Type"] == "image":
+                keep = {"name": "<id>" if attrs["name"].startswith("sha256:") else attrs["name"]}
+            out.append((e["Type"], e["Action"], sorted(attrs), sorted(keep.items()), sorted(e)))
+        return out
+
+    spans = {}
+    for label, host_docker in (("berth", on(b.host)), ("docker", on(seeded_daemon.host))):
+        spans[label] = (host_docker, _scenario(host_docker, "evmatch"))
+    got = {label: shape(_events(d, *span, "--filter", "type=container", "--filter", "type=image"))
+           for label, (d, span) in spans.items()}
+    assert got["berth"] == got["docker"]
+    assert [a for _, a, *_ in got["berth"]] == [
+        "create", "attach", "start", "die", "destroy", "create", "start", "exec_create: true ", "exec_start: true ",
+        "exec_die", "pause", "unpause", "kill", "rename", "kill", "die", "stop", "start", "restart", "kill", "die",
+        "destroy", "tag", "untag"]
