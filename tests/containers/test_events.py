@@ -241,7 +241,7 @@ def test_docker_py_receives_live_events_quickly(b: PrivateBerthd) -> None:
 
 @pytest.mark.root
 def test_bad_values_get_dockers_400s(b: PrivateBerthd) -> None:
-    for query, text in (("since=abc", 'failed to parse value as time or duration: \'abc\''),
+    for query, text in (("since=abc", 'failed to parse value as time or duration: "abc"'),
                         ("until=10x", "failed to parse value as time or duration"),
                         ("since=100&until=50", "`since` time (100) cannot be after `until` time (50)"),
                         ("filters=%7Bbad", "invalid filters"),

@@ -42,7 +42,7 @@ def parse_event_time(text: str, now_ns: int) -> int | None:
         return now_ns - duration
     when = rfc3339_to_ns(value if ("T" in value or " " in value) else value + "T00:00:00")
     if when is None:
-        raise InvalidArgument(f"failed to parse value as time or duration: {text!r}")
+        raise InvalidArgument(f"failed to parse value as time or duration: {json.dumps(text)}")   # Go's %q
     return when
 
 
