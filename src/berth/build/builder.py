@@ -71,7 +71,7 @@ class Builder:
 
     def build(self, context: Path, options: BuildOptions, emit: Emit) -> BuildResult:
         text = _read_dockerfile(context, options.dockerfile)
-        plan = plan_build(text, options.target, options.build_args, extra_steps=1 if options.labels else 0)
+        plan = plan_build(text, options.target, options.build_args, extra_steps=len(options.labels))
         allowed_cache = self._cache_from_ancestry(options.cache_from) if options.cache_from else None
         session = _Session(self, context, options, plan, emit, allowed_cache)
         image = session.run()
@@ -123,6 +123,7 @@ class Builder:
         return self._work
 
 
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROXY = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
           "no_proxy", "ALL_PROXY", "all_proxy")
 
@@ -173,7 +174,10 @@ class _Session:
         self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {stage.from_text}\n"})
         base = self._base(stage)
         self.emit({"stream": f" ---> {base.short_id}\n"} if base.id is not None else {"stream": " ---> \n"})
-        state = StageState(base, replace(base.config.config, on_build=()), self.plan.args_for(stage),
+        config = replace(base.config.config, on_build=())
+        if not any(e.startswith("PATH=") for e in config.env):   # Docker's beginStage adds the default PATH
+            config = config.with_env("PATH", DEFAULT_PATH)
+        state = StageState(base, config, self.plan.args_for(stage),
                            escape=self.plan.escape)
         dispatcher = Dispatcher(self, state)
         if base.config.config.on_build:
@@ -182,11 +186,11 @@ class _Session:
             self.step += 1
             self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {instr.original}\n"})
             dispatcher.dispatch(instr)
-        if stage.is_last and self.options.labels:
-            self.step += 1
-            text = "LABEL " + " ".join(f'"{k}"=\'{v}\'' for k, v in self.options.labels.items())
-            self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {text}\n"})
-            dispatcher.label_step(self.options.labels)
+        if stage.is_last:   # --label: one LABEL step per label, sorted, as dockerd 20.10's classic builder adds them
+            for key, value in sorted(self.options.labels.items()):
+                self.step += 1
+                self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : LABEL {key}={value}\n"})
+                dispatcher.label_step({key: value})
         return state.image
 
     def _base(self, stage: Stage) -> StepImage:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from berth.build.dockerignore import Matcher, Pattern, go_clean, go_match
+from berth.build.dockerignore import Matcher, ParentInfo, Pattern, go_clean, go_match
 from berth.errors import InvalidArgument, NotFound, UnsafePath
 
 _MAX_LINKS = 255
@@ -92,16 +92,19 @@ def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: B
 
 
 def _add_tree(tar: tarfile.TarFile, root: str, rel: str, ignore: Matcher | None,
-              seen: dict[tuple[int, int], str]) -> None:
+              seen: dict[tuple[int, int], str], parent: ParentInfo = ()) -> None:
     for child, st in _walk(root, rel):
         is_dir = stat.S_ISDIR(st.st_mode)
-        if ignore is not None and ignore.excluded(child, is_dir):
-            if is_dir and ignore.has_exclusions and ignore.must_walk(child):
-                _add_tree(tar, root, child, ignore, seen)
-            continue
+        info: ParentInfo = ()
+        if ignore is not None:
+            skip, info = ignore.match(child, parent)
+            if skip:
+                if is_dir and ignore.has_exclusions and ignore.must_walk(child):
+                    _add_tree(tar, root, child, ignore, seen, info)
+                continue
         _add_entry(tar, os.path.join(root, child), child, st, seen)
         if is_dir:
-            _add_tree(tar, root, child, ignore, seen)
+            _add_tree(tar, root, child, ignore, seen, info)
 
 
 def _add_entry(tar: tarfile.TarFile, full: str, name: str, st: os.stat_result,

@@ -10,7 +10,10 @@ Public API (stable; additions only):
     class Matcher(patterns: Iterable[Pattern])
         .excluded(path: str, is_dir: bool = False) -> bool   path relative to the context root with '/' separators.
             A pattern matching the path or one of its parent directories counts; the last pattern that applies
-            wins (MatchesOrParentMatches).
+            wins. Judged as the docker CLI's walk judges it (patternmatcher's MatchesUsingParentResults, applied
+            from the top directory down).
+        .match(path, parent_info=()) -> (bool, parent_info)  one step of that walk: pass the info returned for a
+            directory when matching its entries
         .must_walk(dir_path: str) -> bool                    an excluded directory still has to be walked because
             an exception pattern names something under it (Docker's literal prefix test: `!dir/keep` makes the
             walk enter `dir`, `!**/keep` does not).
@@ -22,8 +25,9 @@ Public API (stable; additions only):
     read_dockerignore(directory) -> Matcher | None           the context's .dockerignore, None when absent
 
 Pattern syntax (Docker's, not gitignore's): '*' any run of non-'/' characters, '?' one non-'/' character,
-'**' any number of directories (also none), '[a-z]' classes, '\\\\' escapes; '.' and '$' are literal; the other
-regular-expression characters pass through as Docker's translation lets them.
+'**' any number of directories (also none), '[a-z]' classes, '\\\\' escapes; '.+()|{}$' are literal. Plain names
+compare as strings (so an escaped character in a pattern without wildcards never matches, as in Docker), 'x/**'
+as a prefix, '**/x' as a suffix.
 
 May import: berth.errors only.
 """
@@ -191,11 +195,18 @@ def go_match(pattern: str, name: str) -> bool:
 
 # --- patterns ---------------------------------------------------------------------------------------------------
 
-def _translate(pattern: str) -> str:
-    """moby/patternmatcher's pattern -> regular expression translation."""
+_EXACT, _PREFIX, _SUFFIX, _REGEXP = "exact", "prefix", "suffix", "regexp"
+_ESCAPED = frozenset(".+()|{}$")
+
+
+def _translate(pattern: str) -> tuple[str, str]:
+    """moby/patternmatcher's compile: (match kind, regular expression). Plain names compare as strings, 'x/**'
+    as a prefix and '**/x' as a suffix; everything else becomes a regular expression."""
     out = ["^"]
+    kind = _EXACT
     i = 0
     n = len(pattern)
+    index = 0
     while i < n:
         ch = pattern[i]
         i += 1
@@ -204,12 +215,24 @@ def _translate(pattern: str) -> str:
                 i += 1
                 if i < n and pattern[i] == "/":
                     i += 1
-                out.append(".*" if i == n else "(.*/)?")
+                if i == n:
+                    if kind == _EXACT:
+                        kind = _PREFIX
+                    else:
+                        out.append(".*")
+                        kind = _REGEXP
+                else:
+                    out.append("(.*/)?")
+                    kind = _REGEXP
+                if index == 0:
+                    kind = _SUFFIX
             else:
                 out.append("[^/]*")
+                kind = _REGEXP
         elif ch == "?":
             out.append("[^/]")
-        elif ch in ".$":
+            kind = _REGEXP
+        elif ch in _ESCAPED:
             out.append("\\" + ch)
         elif ch == "\\":
             if i < n:
@@ -217,17 +240,22 @@ def _translate(pattern: str) -> str:
                 i += 1
             else:
                 out.append("\\\\")
+        elif ch in "[]":
+            out.append(ch)
+            kind = _REGEXP
         else:
             out.append(ch)
+        index += 1
     out.append(r"\Z")
-    return "".join(out)
+    return kind, "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
     text: str            # cleaned, without the leading '!'
     exclusion: bool      # a '!' exception: re-includes what it matches
-    regex: re.Pattern[str]
+    kind: str            # how Docker compares: exact, prefix, suffix or regexp
+    regex: re.Pattern[str] | None
 
     @classmethod
     def parse(cls, raw: str) -> Pattern:
@@ -238,15 +266,28 @@ class Pattern:
                 raise InvalidArgument('illegal exclusion pattern: "!"')
             text = text[1:]
         go_match(text, ".")  # the syntax check Docker makes
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                regex = re.compile(_translate(text))
-        except re.error as exc:
-            raise InvalidArgument(f"{_BAD_PATTERN}: {raw!r} ({exc})") from exc
-        return cls(text, exclusion, regex)
+        kind, source = _translate(text)
+        regex = None
+        if kind == _REGEXP:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    regex = re.compile(source)
+            except re.error as exc:
+                raise InvalidArgument(f"{_BAD_PATTERN}: {raw!r} ({exc})") from exc
+        return cls(text, exclusion, kind, regex)
 
     def matches(self, path: str) -> bool:
+        if self.kind == _EXACT:
+            return path == self.text
+        if self.kind == _PREFIX:
+            return path.startswith(self.text[:-2])
+        if self.kind == _SUFFIX:
+            suffix = self.text[2:]
+            if path.endswith(suffix):
+                return True
+            return suffix.startswith("/") and path == suffix[1:]
+        assert self.regex is not None
         return self.regex.search(path) is not None
 
     def __str__(self) -> str:
@@ -277,6 +318,9 @@ def parse_dockerignore(text: str) -> list[Pattern]:
     return patterns
 
 
+ParentInfo = tuple[bool, ...]
+
+
 class Matcher:
     """Decides which context paths a list of patterns leaves out."""
 
@@ -287,22 +331,37 @@ class Matcher:
         self.has_exclusions = any(p.exclusion for p in self.patterns)
 
     def excluded(self, path: str, is_dir: bool = False) -> bool:  # noqa: ARG002 -- Docker's rules ignore the kind
-        path = go_clean(path)
-        parent = go_dir(path)
-        parents = parent.split("/") if parent != "." else []
+        """Whether the context walk leaves path out (judged with its parents' results, as the walk does)."""
+        info: ParentInfo = ()
+        parts = go_clean(path).split("/")
+        result = False
+        for i in range(len(parts)):
+            result, info = self.match(("/".join(parts[: i + 1])), info)
+        return result
+
+    def match(self, path: str, parent: ParentInfo = ()) -> tuple[bool, ParentInfo]:
+        """moby/patternmatcher's MatchesUsingParentResults: (excluded, the info to pass for path's children).
+
+        parent is what match() returned for path's directory; () at the top (or when unknown: then the path's
+        parent directories are tested against each pattern instead)."""
         matched = False
-        for pattern in self.patterns:
-            if pattern.exclusion != matched:
-                continue
-            hit = pattern.matches(path)
+        record: list[bool] = []
+        for index, pattern in enumerate(self.patterns):
+            hit = bool(parent) and parent[index]
             if not hit:
-                for i in range(len(parents)):
-                    if pattern.matches("/".join(parents[: i + 1])):
-                        hit = True
-                        break
+                if pattern.exclusion != matched:
+                    record.append(False)
+                    continue
+                hit = pattern.matches(path)
+                if not hit and not parent:
+                    parent_dir = go_dir(path)
+                    if parent_dir != ".":
+                        dirs = parent_dir.split("/")
+                        hit = any(pattern.matches("/".join(dirs[: i + 1])) for i in range(len(dirs)))
+            record.append(hit)
             if hit:
                 matched = not pattern.exclusion
-        return matched
+        return matched, tuple(record)
 
     def must_walk(self, dir_path: str) -> bool:
         prefix = dir_path + "/"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from berth.build.steps import (
     normalise_port,
     parse_duration_ns,
     run_created_by,
+    set_env,
 )
 from berth.errors import BerthError, InvalidArgument
 from berth.oci.config import ContainerConfig, Healthcheck
@@ -47,6 +47,7 @@ from berth.oci.config import ContainerConfig, Healthcheck
 # Paths the engine bind-mounts over a container's rootfs; overlayfs may create them in the upper directory
 # as mount points. Docker keeps them in a separate init layer, so a RUN step's layer never holds them.
 _MOUNT_POINTS = ("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")
+_MOUNT_DIRS = ("etc", "dev", "proc", "sys")
 
 
 class Steps(Protocol):
@@ -115,7 +116,7 @@ class Dispatcher:
 
     def _meta(self, text: str, config: ContainerConfig, author: str | None = None) -> None:
         parent = self._st.image
-        created_by = nop(text)
+        created_by = nop(text, config.shell)
         key_text = created_by + "\0" + _config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
@@ -141,7 +142,7 @@ class Dispatcher:
         for k, v in pairs:
             if not k:
                 raise InvalidArgument("ENV names can not be blank")
-            config = config.with_env(k, v)
+            config = replace(config, env=set_env(config.env, k, v))
         self._meta("ENV " + " ".join(f"{k}={v}" for k, v in pairs), config)
 
     def _label(self, instr: Instr) -> None:
@@ -180,7 +181,7 @@ class Dispatcher:
         ports = set(self._st.config.exposed_ports)
         for w in words:
             ports.update(normalise_port(w))
-        self._meta("EXPOSE " + " ".join(words), replace(self._st.config, exposed_ports=tuple(sorted(ports))))
+        self._meta("EXPOSE " + " ".join(sorted(words)), replace(self._st.config, exposed_ports=tuple(sorted(ports))))
 
     def _volume(self, instr: Instr) -> None:
         vols = [self._expand(v) for v in instr.args]
@@ -246,7 +247,8 @@ class Dispatcher:
         wd = posixpath.normpath(posixpath.join(self._st.config.working_dir or "/", wd))
         config = replace(self._st.config, working_dir=wd)
         parent = self._st.image
-        created_by = nop("WORKDIR " + wd)
+        # one space after #(nop): dockerd builds this text apart from the other metadata steps
+        created_by = " ".join(self._st.config.shell or DEFAULT_SHELL) + " #(nop) WORKDIR " + wd
         key_text = created_by + "\0" + _config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
@@ -358,7 +360,10 @@ class Dispatcher:
                 raise InvalidArgument(f"When using {word} with more than one source file, the destination must be "
                                       f"a directory and end with a /")
             checksum = source_checksum(sources)
-            created_by = f"/bin/sh -c #(nop) {word} {checksum} in {dest_path} "
+            # dockerd 20.10's text: the --chown value runs into the checksum, dest as written
+            chown_text = f"--chown={flags['chown']}" if flags.get("chown") else ""
+            created_by = f"{' '.join(self._st.config.shell or DEFAULT_SHELL)} #(nop) {word} {chown_text}{checksum} " \
+                         f"in {dest} "
             key_text = created_by + "\0" + repr(sorted(flags.items())) + "\0" + _config_key(self._st.config)
             hit = self._s.cached(parent, key_text, checksum)
             if hit is None:
@@ -402,19 +407,40 @@ def _text(instr: Instr) -> str:
 
 
 def _drop_mount_points(upper: Path, lowers: Sequence[Path]) -> None:
+    """Remove what only the engine's mounts put into a RUN container's upper directory (Docker keeps them in an
+    init layer): the /etc files it bind-mounts, and directories that exist only as their mount points or were
+    copied up for them without any change of their own."""
     for rel in _MOUNT_POINTS:
         path = upper / rel
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_size == 0 or not any(os.path.lexists(low / rel) for low in lowers):
+        if stat.S_ISREG(st.st_mode) and (st.st_size == 0 or not any(os.path.lexists(low / rel) for low in lowers)):
             path.unlink()
-    etc = upper / "etc"
-    with contextlib.suppress(OSError):
-        if etc.is_dir() and not etc.is_symlink() and not any(os.scandir(etc)) and \
-                not any(os.path.lexists(low / "etc") for low in lowers):
-            shutil.rmtree(etc)
+    for rel in _MOUNT_DIRS:
+        path = upper / rel
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or any(os.scandir(path)) or _opaque(path):
+                continue
+        except OSError:
+            continue
+        below = next((low / rel for low in lowers if os.path.lexists(low / rel)), None)
+        if below is None:
+            if rel in ("dev", "proc", "sys"):
+                os.rmdir(path)
+            continue
+        lst = os.lstat(below)
+        if stat.S_ISDIR(lst.st_mode) and (lst.st_mode, lst.st_uid, lst.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
+            os.rmdir(path)
+
+
+def _opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def _config_key(config: ContainerConfig) -> str:

@@ -22,8 +22,9 @@ PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"
                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
 
 
-def nop(text: str) -> str:
-    return "/bin/sh -c #(nop)  " + text
+def nop(text: str, shell: Sequence[str] = ()) -> str:
+    """A metadata step's history text: the stage's shell, then `#(nop) ` and the step, joined by spaces."""
+    return " ".join(shell or DEFAULT_SHELL) + " #(nop)  " + text
 
 
 def go_quote(items: Sequence[str]) -> str:
@@ -58,7 +59,7 @@ def healthcheck_text(hc: Healthcheck) -> str:
     """What `HEALTHCHECK %q` of Docker's struct prints (the classic builder's history text)."""
     return (f"HEALTHCHECK &{{{go_quote(hc.test)} {json.dumps(go_duration(hc.interval))} "
             f"{json.dumps(go_duration(hc.timeout))} {json.dumps(go_duration(hc.start_period))} "
-            f"{json.dumps(go_duration(hc.start_interval))} '\\x{hc.retries:02x}'}}")
+            f"'\\x{hc.retries:02x}'}}")   # dockerd 20.10's HealthConfig has no StartInterval
 
 
 def run_created_by(cmd: Sequence[str], args_in_scope: Sequence[str]) -> str:
@@ -97,6 +98,16 @@ class ArgScope:
     def for_run(self, env: Sequence[str]) -> list[str]:
         env_keys = {e.partition("=")[0] for e in env}
         return [f"{k}={v}" for k, v in self.values().items() if k not in env_keys]
+
+
+def set_env(env: Sequence[str], key: str, value: str) -> tuple[str, ...]:
+    """Docker's ENV update: an existing variable is replaced where it stands, a new one appended."""
+    out = list(env)
+    for i, item in enumerate(out):
+        if item.partition("=")[0] == key:
+            out[i] = f"{key}={value}"
+            return tuple(out)
+    return (*out, f"{key}={value}")
 
 
 def expansion_env(env: Sequence[str], args: ArgScope) -> dict[str, str]:
