@@ -273,3 +273,40 @@ def test_stat_headers_and_tar_names_match_dockerd(b: PrivateBerthd, seeded_daemo
     finally:
         docker_cli(seeded_daemon.host, "rm", "-f", name, check=False)
         b.docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.root
+def test_cp_reaches_volumes_and_bind_mounts(b: PrivateBerthd, tmp_path: Path, host_secret: Path) -> None:  # noqa: F811
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    run_d(b, "cpvol", "-v", "cpvolume:/data", "-v", f"{bind}:/bound", "-v", f"{ro}:/frozen:ro", "busybox", "sh",
+          "-c", "echo vol > /data/v && ln -s /../../../../etc /data/esc && sleep 1000")
+    try:
+        for _ in range(100):
+            if b.docker("exec", "cpvol", "test", "-L", "/data/esc", check=False).returncode == 0:
+                break
+        (tmp_path / "f").write_text("to the volume\n")
+        b.docker("cp", str(tmp_path / "f"), "cpvol:/data/f")
+        assert b.docker("exec", "cpvol", "cat", "/data/f").stdout == b"to the volume\n"
+        b.docker("cp", str(tmp_path / "f"), "cpvol:/bound/")
+        assert (bind / "f").read_text() == "to the volume\n"
+        b.docker("cp", "cpvol:/data/v", str(tmp_path / "v"))
+        assert (tmp_path / "v").read_text() == "vol\n"
+        data, st = _get(client(b), "cpvol", "/data")
+        assert st["name"] == "data" and ("data/v", "file") in _members(data)
+        # a symlink in the volume stays inside it: no host /etc through /data/esc
+        with pytest.raises(docker.errors.NotFound):
+            client(b).get_archive("cpvol", "/data/esc/berth-cp-secret")
+        with pytest.raises(docker.errors.NotFound):      # /data/esc leads to the volume's own (missing) /etc
+            client(b).put_archive("cpvol", "/data/esc", _tar([("berth-cp-secret", b"no", 0o644, 0, 0)]))
+        with pytest.raises(docker.errors.APIError, match="No such file or directory"):
+            client(b).put_archive("cpvol", "/data", _tar([("esc/berth-cp-secret", b"no", 0o644, 0, 0)]))
+        assert host_secret.read_text() == "HOST\n"
+        proc = b.docker("cp", str(tmp_path / "f"), "cpvol:/frozen/", check=False)
+        assert proc.returncode == 1 and b"mounted volume is marked read-only" in proc.stderr
+        assert list(ro.iterdir()) == []
+    finally:
+        b.docker("rm", "-f", "-v", "cpvol")
+        b.docker("volume", "rm", "cpvolume", check=False)

@@ -7,8 +7,9 @@ destination of a write. Every lookup goes through openat2(RESOLVE_IN_ROOT) from 
 every write through berth.snapshots.apply's extractor, so no symlink (`/etc/evil -> /../../host-file`) and no
 race can make berthd read or write outside the container.
 
-The root is the container's merged overlay (its bundle/rootfs while it runs, a temporary mount otherwise): what
-Docker copies from too. Volumes mounted into a container are not part of it yet.
+The root is the container's merged overlay (its bundle/rootfs while it runs, a temporary mount otherwise), as for
+Docker; a path inside one of the container's volumes or bind mounts is taken from that mount's source instead,
+resolved inside it. tmpfs mounts exist only inside the container and are not reached.
 May import: berth.engine, berth.images, berth.runtime, berth.snapshots, berth.util, berth.errors.
 """
 
@@ -26,6 +27,7 @@ from typing import BinaryIO
 from berth.engine.containers import Container
 from berth.engine.fsops import merged_rootfs
 from berth.engine.lifecycle import ContainerService
+from berth.engine.mounts import MountPoint, MountType
 from berth.errors import Forbidden, InvalidArgument, NotFound, RuntimeFailure
 from berth.snapshots.apply import CopyOptions, extract_into
 from berth.snapshots.diff import write_entry
@@ -68,6 +70,10 @@ def go_base(path: str) -> str:
     """Go's filepath.Base: trailing slashes dropped, "/" for the root."""
     stripped = path.rstrip("/")
     return posixpath.basename(stripped) if stripped else "/"
+
+
+def _clean(path: str) -> str:
+    return "/" + "/".join(_parts(posixpath.normpath("/" + path)))
 
 
 def _parts(path: str) -> list[str]:
@@ -138,16 +144,54 @@ def _root(containers: ContainerService, snapshots: Snapshotter, c: Container) ->
             os.close(fd)
 
 
-def _locate(root: int, path: str) -> tuple[str, str, str]:
-    """(absolute path, its directory resolved inside root, the last element: "." for the directory itself)."""
+def _mount_under(c: Container, where: str) -> tuple[MountPoint, str] | None:
+    """The volume or bind mount of c holding the container path where (cleaned, symlinks resolved), and where's
+    path inside it; None when where is on the root filesystem. tmpfs mounts are the container's alone."""
+    best: tuple[MountPoint, str] | None = None
+    for m in c.config.mounts:
+        dest = _clean(m.destination)
+        source = m.host_path if m.type is MountType.VOLUME else m.source if m.type is MountType.BIND else ""
+        if not source:
+            continue
+        inside = where == dest or where.startswith(dest.rstrip("/") + "/")
+        if inside and (best is None or len(dest) > len(_clean(best[0].destination))):
+            best = (m, "/" + where[len(dest):].lstrip("/"))
+    return best
+
+
+@contextlib.contextmanager
+def _view(root: int, c: Container, path: str, follow_last: bool) -> Iterator[tuple[int, str, MountPoint | None]]:
+    """(directory fd to work from, path relative to it, the mount it is in): the container's root, or the volume
+    or bind mount that path lies in, as the container sees it."""
     abs_path = absolute(path)
     head, base = posixpath.split(abs_path)
-    resolved_dir = resolve_in_root(root, head)
-    return abs_path, resolved_dir.lstrip("/"), base or "."
+    if follow_last or base in ("", "."):
+        where = resolve_in_root(root, abs_path)
+    else:
+        where = posixpath.join(resolve_in_root(root, head), base)
+    found = _mount_under(c, where)
+    if found is None:
+        yield root, abs_path, None
+        return
+    m, rest = found
+    source = m.host_path if m.type is MountType.VOLUME else m.source
+    if not follow_last and base in ("", "."):
+        rest = rest.rstrip("/") + "/" + base if base else rest.rstrip("/") + "/"
+    fd = os.open(source, _DIR | os.O_NOFOLLOW)
+    try:
+        yield fd, rest, m
+    finally:
+        os.close(fd)
 
 
-def _stat(root: int, path: str, ref: str) -> tuple[PathStat, str, str]:
-    abs_path, rel_dir, base = _locate(root, path)
+def _locate(root: int, abs_path: str) -> tuple[str, str]:
+    """(the directory of abs_path resolved inside root, the last element: "." for the directory itself)."""
+    head, base = posixpath.split(abs_path)
+    return resolve_in_root(root, head).lstrip("/"), base or "."
+
+
+def _stat(root: int, inner: str, path: str, ref: str, mount: MountPoint | None) -> tuple[PathStat, str, str]:
+    rel_dir, base = _locate(root, inner)
     with _opened(root, rel_dir, path, ref) as dfd:
         try:
             st = os.stat(base, dir_fd=dfd, follow_symlinks=False)
@@ -155,22 +199,25 @@ def _stat(root: int, path: str, ref: str) -> tuple[PathStat, str, str]:
             raise _not_found(path, ref) from exc
     link = ""
     if stat.S_ISLNK(st.st_mode):
-        link = resolve_in_root(root, abs_path)
-    return PathStat(go_base(abs_path), st.st_size, st.st_mode, st.st_mtime_ns, link), rel_dir, base
+        link = resolve_in_root(root, inner)
+        if mount is not None:
+            link = _clean(mount.destination + link)
+    name = go_base(absolute(path))
+    return PathStat(name, st.st_size, st.st_mode, st.st_mtime_ns, link), rel_dir, base
 
 
 def stat_path(containers: ContainerService, snapshots: Snapshotter, c: Container, path: str, ref: str) -> PathStat:
     """HEAD /containers/{id}/archive: the stat of path (NotFound in Docker's words when it is missing)."""
-    with _root(containers, snapshots, c) as root:
-        return _stat(root, path, ref)[0]
+    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, False) as (root, inner, mount):
+        return _stat(root, inner, path, ref, mount)[0]
 
 
 def read_archive(containers: ContainerService, snapshots: Snapshotter, c: Container, path: str, ref: str,
                  on_stat: Callable[[PathStat], None], out: BinaryIO) -> None:
     """GET /containers/{id}/archive: on_stat(stat) once the path is found, then a tar of it on out, its entries
     named after the path's last element as Docker names them."""
-    with _root(containers, snapshots, c) as root:
-        st, rel_dir, base = _stat(root, path, ref)
+    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, False) as (root, inner, mount):
+        st, rel_dir, base = _stat(root, inner, path, ref, mount)
         on_stat(st)
         with _opened(root, rel_dir, path, ref) as dfd:
             write_entry(dfd, base, st.name, out)
@@ -192,10 +239,12 @@ def write_archive(containers: ContainerService, snapshots: Snapshotter, c: Conta
                   body: BinaryIO, options: PutOptions) -> int:
     """PUT /containers/{id}/archive: extract the (uncompressed) tar body into the directory at path, which must
     exist; returns the number of entries."""
-    if c.config.readonly_rootfs:
-        raise Forbidden("container rootfs is marked read-only")
-    with _root(containers, snapshots, c) as root:
-        dest = resolve_in_root(root, absolute(path))
+    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, True) as (root, inner, mount):
+        if mount is None and c.config.readonly_rootfs:
+            raise Forbidden("container rootfs is marked read-only")
+        if mount is not None and mount.read_only:
+            raise Forbidden("mounted volume is marked read-only")
+        dest = resolve_in_root(root, inner)
         try:
             fd = linux.openat2(root, dest.lstrip("/") or ".", os.O_PATH | os.O_CLOEXEC, _IN_ROOT)
         except OSError as exc:
@@ -207,6 +256,6 @@ def write_archive(containers: ContainerService, snapshots: Snapshotter, c: Conta
                 raise InvalidArgument("extraction point is not a directory")
         finally:
             os.close(fd)
-        owner = _owner(c, root) if options.copy_uid_gid else None
+        owner = _owner(c, rootfs) if options.copy_uid_gid else None
         return extract_into(body, root, tuple(_parts(dest)),
                             CopyOptions(options.no_overwrite_dir_non_dir, owner), label=f"archive for {path}")
