@@ -32,8 +32,8 @@ def _flag(given: Mapping[str, list[str]], key: str) -> bool | None:
     values = {v.lower() for v in given.get(key, [])}
     if not values:
         return None
-    if values - _TRUE - _FALSE or len(values) > 1:
-        raise InvalidArgument(f"Invalid filter '{key}={sorted(values)[0]}'")
+    if values - _TRUE - _FALSE or len(values) > 1:   # dockerd prints the values as a Go slice
+        raise InvalidArgument(f"Invalid filter '{key}=[{' '.join(given[key])}]'")
     return values <= _TRUE
 
 

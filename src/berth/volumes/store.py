@@ -282,7 +282,9 @@ class VolumeStore:
         with self._lock:
             users = self._users()
             for volume in self.all():
-                if users.get(volume.name) or keep(volume):
+                # as dockerd: a volume with mount options is never pruned (its data lives elsewhere: nothing to
+                # reclaim, and a bind volume's device must not be touched)
+                if users.get(volume.name) or volume.options or keep(volume):
                     continue
                 size = tree_size(volume.mountpoint)
                 try:
