@@ -332,3 +332,33 @@ def test_network_list_filters(b: PrivateBerthd) -> None:
     assert b.docker("network", "ls", "--filter", "name=label", "-q").stdout.strip() != b""
     builtin = b.docker("network", "ls", "--filter", "type=builtin", "--format", "{{.Name}}").stdout.split()
     assert sorted(builtin) == [b"bridge", b"host", b"none"]
+
+
+def test_composes_disconnect_connect_before_start_and_dns_after_a_daemon_restart(b: PrivateBerthd) -> None:
+    """docker-compose 1.29's sequence: create on the project network, disconnect, connect with the service's
+    aliases, start; then the names still resolve after berthd is killed and started again."""
+    status, raw = b.api("POST", "/v1.44/networks/create", json.dumps({
+        "Name": "proj_front", "CheckDuplicate": True, "Attachable": True,
+        "Labels": {"com.docker.compose.project": "proj"}}).encode())
+    assert status == 201, raw
+    body = {"Image": "busybox", "Cmd": ["sh", "-c", HTTPD], "Hostname": "worker1",
+            "HostConfig": {"NetworkMode": "proj_front"},
+            "NetworkingConfig": {"EndpointsConfig": {"proj_front": {"Aliases": ["worker"], "IPAMConfig": {}}}}}
+    status, raw = b.api("POST", "/v1.44/containers/create?name=proj_worker_1", json.dumps(body).encode())
+    assert status == 201, raw
+    cid = json.loads(raw)["Id"]
+    assert b.api("POST", "/v1.44/networks/proj_front/disconnect", json.dumps({"Container": cid}).encode())[0] == 200
+    connect = {"Container": cid, "EndpointConfig": {"Aliases": ["worker", cid[:12]]}}
+    assert b.api("POST", "/v1.44/networks/proj_front/connect", json.dumps(connect).encode())[0] == 200
+    assert b.api("POST", f"/v1.44/containers/{cid}/start")[0] == 204
+    filtered = json.loads(b.api("GET", "/v1.44/networks?filters=" + urllib.request.quote(
+        '{"label":["com.docker.compose.project=proj"]}'))[1])
+    assert [n["Name"] for n in filtered] == ["proj_front"]
+    for name in ("worker", "proj_worker_1", cid[:12]):
+        proc = run(b, "--rm", "--network", "proj_front", "busybox", "wget", "-qO-", f"http://{name}/")
+        assert proc.stdout == b"hello from worker1\n", (name, proc.stderr)
+    b.kill()
+    b.start()
+    proc = b.docker("exec", "proj_worker_1", "nslookup", "worker", "127.0.0.11", check=False)
+    assert proc.returncode == 0 and inspect(b, cid)["NetworkSettings"]["Networks"]["proj_front"]["IPAddress"] \
+        in proc.stdout.decode()  # type: ignore[index]

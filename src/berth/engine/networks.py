@@ -144,6 +144,21 @@ class NetworkService:
                 if not existed:
                     notes.append(f"bridge {net.bridge} ({gw}) for network {net.name} created")
         self._apply_rules()
+        notes += self._remove_orphan_veths()
+        return notes
+
+    def _remove_orphan_veths(self) -> list[str]:
+        """Veths on berth's bridges that no endpoint record owns (a crash between creating one and recording
+        it, or records lost): deleted."""
+        notes = []
+        for net in self.store.all():
+            if net.driver != "bridge" or not net.bridge:
+                continue
+            owned = {m.endpoint.veth for m in net.members.values() if m.endpoint is not None}
+            for port in self._nl().ports_of(net.bridge):
+                if port not in owned:
+                    self._nl().delete_link(port)
+                    notes.append(f"removed orphan veth {port} from {net.bridge}")
         return notes
 
     def close(self) -> None:
@@ -353,7 +368,7 @@ class NetworkService:
         embedded = False
         if kind != "none":
             undo.callback(self.teardown, c.id)
-            for index, att in enumerate(self.attachments(c.id)):
+            for index, att in enumerate(self._in_start_order(c)):
                 ep = self._connect_endpoint(c, att.network.id, path, f"eth{index}", primary=index == 0)
                 names = [c.hostname, c.name, *att.member.aliases] if att.network.user_defined else [c.hostname]
                 entries.append((str(ep.ip), names))
@@ -365,6 +380,12 @@ class NetworkService:
                         etc.resolv_conf(host_text, c.networking.dns, c.networking.dns_search,
                                         c.networking.dns_options, embedded))
         return path
+
+    def _in_start_order(self, c: ContainerView) -> list[Attachment]:
+        """The network of --network first (it gets eth0, the default route and the published ports)."""
+        mode = "bridge" if _mode_kind(c.network_mode) == "bridge" else c.network_mode
+        atts = self.attachments(c.id)
+        return sorted(atts, key=lambda a: (a.network.name != mode and a.network.id != mode, a.network.created))
 
     def _connect_endpoint(self, c: ContainerView, network_id: str, netns: Path, iface: str,
                           primary: bool) -> Endpoint:
