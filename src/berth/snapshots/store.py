@@ -199,6 +199,10 @@ class Snapshotter:
         except FileNotFoundError:
             raise NotFound(f"no container snapshot {key!r}") from None
 
+    def snapshot_keys(self) -> list[str]:
+        """The keys of every container snapshot."""
+        return [snap.key for snap in self._actives()]
+
     def _actives(self) -> list[ActiveSnapshot]:
         return [self.active(p.stem) for p in sorted((self.root / "active").glob("*.json"))]
 
