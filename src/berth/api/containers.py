@@ -17,6 +17,7 @@ from berth.api import containers_extra, containers_json, hijack, networks
 from berth.api.app import Router, engine_of, json_response, prepare_headers
 from berth.api.health_json import check_health_filter, health_status
 from berth.api.params import boolean, check_filters, filters, integer
+from berth.api.replay import log_replay
 from berth.api.streams import ResponseWriter, blocking, frame
 from berth.engine import fsops
 from berth.engine.containers import Container, Status
@@ -78,6 +79,12 @@ async def attach(request: web.Request) -> web.StreamResponse:
     content_type = "application/vnd.docker.raw-stream" if c.config.tty else \
         "application/vnd.docker.multiplexed-stream"
     transport, raw = await hijack.upgrade(request, content_type)
+    if boolean(request, "logs"):
+        path = engine.containers.logs_path(c)
+        transport.write(await blocking(lambda: log_replay(path, stdout, stderr, c.config.tty)))
+    if not boolean(request, "stream"):      # Docker: without stream=1, the logs (if asked) are all there is
+        transport.close()
+        return web.StreamResponse(status=101)
     try:
         upstream = await blocking(lambda: engine.containers.attach(c.id, stdin, stdout, stderr))
     except BerthError as exc:
