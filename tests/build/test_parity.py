@@ -68,6 +68,8 @@ def make_context(root: Path, dockerfile: str, dockerignore: str = "") -> Path:
     (files / "secret.txt").write_text("must not be copied\n")
     if not (files / "link").is_symlink():
         os.symlink("a.txt", files / "link")
+        os.symlink("/etc/passwd", files / "sub" / "out-of-context")   # copied as a link, never followed
+        os.symlink("../../files/a.txt", root / "in-context-link")
     (root / "debug.log").write_text("ignored\n")
     (root / "keep.log").write_text("kept by an exception\n")
     (root / "single.txt").write_text("single\n")
@@ -138,6 +140,7 @@ COPY --chown=nobody:nogroup single.txt /owned/
 COPY --chown=1234 single.txt keep.log /numeric/
 ADD archive.tar /extracted/
 ADD plain.txt /added.txt
+COPY in-context-link files/l* /links/
 RUN mkdir -p /data && echo "$VERSION $LEGACY" > /data/version && chmod 0750 /data && ln -s /data/version /data/ln
 RUN rm /bin/vi && touch /bin/new
 USER nobody

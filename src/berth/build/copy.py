@@ -132,8 +132,9 @@ class RootWriter:
     # -- copying ---------------------------------------------------------------------------------------
 
     def copy(self, sources: Sequence[Path], dest: str, *, dest_is_dir: bool, owner: Owner = ROOT,
-             chmod: int | None = None, keep_owner: bool = False) -> None:
-        """Copy host paths (files, directories, symlinks, as lstat sees them) to dest inside the root."""
+             chmod: int | None = None, keep_owner: bool = False, name: str | None = None) -> None:
+        """Copy host paths (files, directories, symlinks, as lstat sees them) to dest inside the root; a file
+        keeps its own name in a destination directory, or `name` (what the context called it) when given."""
         for src in sources:
             st = os.lstat(src)
             if stat.S_ISDIR(st.st_mode):
@@ -147,14 +148,14 @@ class RootWriter:
                     os.close(dfd)
                 continue
             if dest_is_dir or self.is_dir(dest):
-                parent, name = dest, src.name
+                parent, target = dest, name or src.name
             else:
-                parent, _, name = dest.rstrip("/").rpartition("/")
-            if not name:
+                parent, _, target = dest.rstrip("/").rpartition("/")
+            if not target:
                 raise InvalidArgument(f"cannot copy {src.name} to {dest!r}")
             pfd = self.make_dirs(parent, owner)
             try:
-                self._copy_entry(src, st, pfd, name, owner, chmod, keep_owner)
+                self._copy_entry(src, st, pfd, target, owner, chmod, keep_owner)
             finally:
                 os.close(pfd)
 

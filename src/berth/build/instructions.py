@@ -23,11 +23,11 @@ from typing import Any, Protocol
 from berth.build import shellwords
 from berth.build.checksum import source_checksum
 from berth.build.commit import ImageWriter, StepImage
+from berth.build.context import resolve_source_entries
 from berth.build.copy import ROOT, Owner, RootWriter, lookup_owner, parse_chmod
 from berth.build.executor import StepFailed
 from berth.build.fetch import fetch_url, is_archive, unpack_archive
 from berth.build.plan import Instr, parse_trigger
-from berth.build.sources import resolve_sources
 from berth.build.steps import (
     DEFAULT_SHELL,
     ArgScope,
@@ -338,6 +338,7 @@ class Dispatcher:
             from_ref = flags.get("from")
             src_root = stack.enter_context(self._image_view(from_ref)) if from_ref else self._s.context
             sources: list[Path] = []
+            names: list[str] = []
             urls: list[str] = []
             for pattern in patterns:
                 if pattern.startswith("<<") and pattern[2:].lstrip("-").strip("'\"") in heredoc_files:
@@ -349,13 +350,17 @@ class Dispatcher:
                     (tmp / h.name).write_text(content)
                     os.chmod(tmp / h.name, 0o644)
                     sources.append(tmp / h.name)
+                    names.append(h.name)
                 elif add and pattern.startswith(("http://", "https://")):
                     urls.append(pattern)
                 else:
-                    sources.extend(resolve_sources(src_root, pattern, word))
+                    for entry in resolve_source_entries(src_root, [pattern]):
+                        sources.append(entry.path)
+                        names.append(posixpath.basename(entry.name.rstrip("/")) or entry.path.name)
             for url in urls:
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=self._s.work)))
                 sources.append(fetch_url(url, tmp, dest_path))
+                names.append(sources[-1].name)
             if len(sources) > 1 and not dest_path.endswith("/"):
                 raise InvalidArgument(f"When using {word} with more than one source file, the destination must be "
                                       f"a directory and end with a /")
@@ -370,12 +375,12 @@ class Dispatcher:
                 with self._s.snapshot(parent) as (key, mnt):
                     owner = lookup_owner(mnt, flags["chown"]) if flags.get("chown") else ROOT
                     with RootWriter(mnt) as root:
-                        for src in sources:
+                        for src, name in zip(sources, names, strict=True):
                             if add and not urls and is_archive(src):
                                 self._extract(root, src, dest_path, stack)
                             else:
                                 root.copy([src], dest_path, dest_is_dir=dest_path.endswith("/") or
-                                          (len(sources) > 1), owner=owner, chmod=chmod)
+                                          (len(sources) > 1), owner=owner, chmod=chmod, name=name)
                 hit = self._commit_snapshot(parent, key, self._st.config, created_by)
                 self._s.remember(parent, key_text, hit, checksum)
         self._st.image, self._st.config = hit, hit.config.config
