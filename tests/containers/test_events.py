@@ -36,6 +36,40 @@ def test_journal_rotates_and_stays_bounded(tmp_path: Path) -> None:
     assert len(got) > 50
 
 
+def test_read_after_a_mark_gets_the_tail_even_across_a_rotation(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl", max_bytes=300)
+    for i in range(5):
+        j.append(b"%03d" % i + b"x" * 40)
+    lines, mark = j.read()
+    for i in range(5, 12):                  # crosses one rotation (300 bytes = 6 lines)
+        j.append(b"%03d" % i + b"x" * 40)
+    tail = j.read_after(mark)
+    assert [int(line[:3]) for line in lines + tail] == list(range(12))
+
+
+def test_subscribing_while_others_emit_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    ev = EventService(tmp_path / "events", max_bytes=1 << 20)
+    for i in range(3000):
+        ev.emit("container", "top", str(i))
+    stop = threading.Event()
+    emitted: list[int] = []
+
+    def emit() -> None:
+        i = 3000
+        while not stop.is_set() or i < 3500:
+            ev.emit("container", "top", str(i))
+            emitted.append(i)
+            i += 1
+    t = threading.Thread(target=emit)
+    t.start()
+    live: list[Event] = []
+    past, unsubscribe = ev.subscribe(0, None, live.append)
+    stop.set()
+    t.join()
+    unsubscribe()
+    assert [int(e.actor_id) for e in past + live] == list(range(3000 + len(emitted)))
+
+
 def test_a_torn_line_spoils_only_itself(tmp_path: Path) -> None:
     path = tmp_path / "events" / "journal.jsonl"
     ev = EventService(tmp_path / "events")

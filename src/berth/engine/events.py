@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ FILTER_KEYS = frozenset({"config", "container", "daemon", "event", "image", "lab
                          "scope", "secret", "service", "type", "volume"})
 # `event=health_status` must match "health_status: healthy" (moby #25798): these match by prefix
 _PREFIX_EVENTS = frozenset({"health_status", "exec_create", "exec_start"})
+_DECODE = json.JSONDecoder().decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +53,10 @@ class Event:
     @classmethod
     def from_record(cls, raw: Mapping[str, Any]) -> Event:
         attrs = raw.get("attrs") or {}
-        if not isinstance(attrs, Mapping):
-            raise ValueError("attrs must be an object")
-        return cls(str(raw["type"]), str(raw["action"]), str(raw["id"]),
-                   {str(k): str(v) for k, v in attrs.items()}, int(raw["t"]), str(raw.get("scope") or "local"))
+        if not isinstance(attrs, dict) or not all(isinstance(v, str) for v in attrs.values()):
+            raise ValueError("attrs must be an object of strings")
+        return cls(str(raw["type"]), str(raw["action"]), str(raw["id"]), attrs, int(raw["t"]),
+                   str(raw.get("scope") or "local"))
 
 
 def _strip_tag(name: str) -> str:
@@ -193,21 +194,30 @@ class EventService:
     def history(self, since_ns: int | None, until_ns: int | None) -> list[Event]:
         """Journaled events with since <= time <= until, oldest first (by time: a `die` recorded late, after a
         daemon restart, sorts where it happened)."""
-        out: list[Event] = []
         if self._journal is None:
-            return out
-        for line in self._journal.lines():
+            return []
+        out = self._parse(self._journal.lines(), since_ns, until_ns)
+        out.sort(key=lambda e: e.time_nano)
+        return out
+
+    def _parse(self, lines: Iterable[bytes], since_ns: int | None, until_ns: int | None) -> list[Event]:
+        out: list[Event] = []
+        low = since_ns if since_ns is not None else -1
+        high = until_ns if until_ns is not None else 1 << 80
+        for line in lines:
+            # Every line starts {"t":<ns>, (to_record's first key): skip by time before parsing the rest
+            comma = line.find(b",", 5)
+            if line.startswith(b'{"t":') and comma > 0 and line[5:comma].isdigit():
+                t = int(line[5:comma])
+                if t < low or t > high:
+                    continue
             try:
-                ev = Event.from_record(json.loads(line))
+                ev = Event.from_record(_DECODE(line.decode()))
             except (ValueError, KeyError, TypeError):
                 self.skipped += 1
                 continue
-            if since_ns is not None and ev.time_nano < since_ns:
-                continue
-            if until_ns is not None and ev.time_nano > until_ns:
-                continue
-            out.append(ev)
-        out.sort(key=lambda e: e.time_nano)
+            if low <= ev.time_nano <= high:
+                out.append(ev)
         return out
 
     def subscribe(self, since_ns: int | None, until_ns: int | None,
@@ -215,8 +225,16 @@ class EventService:
         """The history Docker would replay (none unless since or until is given), and, if deliver is given,
         a live subscription that starts exactly after it: no event is lost or seen twice. Returns the history
         and the function that ends the subscription."""
+        replay = since_ns is not None or until_ns is not None
+        past: list[Event] = []
+        if replay and self._journal is not None:
+            # the bulk without the lock (emitters are not held up), then only the tail appended meanwhile under it
+            lines, mark = self._journal.read()
+            past = self._parse(lines, since_ns, until_ns)
         with self._lock:
-            past = self.history(since_ns, until_ns) if since_ns is not None or until_ns is not None else []
+            if replay and self._journal is not None:
+                past += self._parse(self._journal.read_after(mark), since_ns, until_ns)
+                past.sort(key=lambda e: e.time_nano)
             if deliver is None:
                 return past, lambda: None
             key = self._next

@@ -17,8 +17,20 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+
+
+class Mark(NamedTuple):
+    ino: int        # the inode of the file being appended to when the mark was taken (0: none yet)
+    offset: int     # the end of its last complete line then
+
+
+def _complete(data: bytes) -> tuple[list[bytes], int]:
+    """The complete non-empty lines of data and the length they span."""
+    end = data.rfind(b"\n") + 1
+    return [line for line in data[:end].split(b"\n") if line], end
 
 
 class Journal:
@@ -73,12 +85,38 @@ class Journal:
 
     def lines(self) -> Iterator[bytes]:
         """Every complete line, oldest first (a line still being written at the very end is left out)."""
+        yield from self.read()[0]
+
+    def read(self) -> tuple[list[bytes], Mark]:
+        """Every complete line, oldest first, and a mark of where they end, for read_after."""
+        out: list[bytes] = []
+        with contextlib.suppress(FileNotFoundError), open(self._rotated, "rb") as f:
+            out += _complete(f.read())[0]
+        try:
+            with open(self.path, "rb") as f:
+                ino = os.fstat(f.fileno()).st_ino
+                lines, used = _complete(f.read())
+        except FileNotFoundError:
+            return out, Mark(0, 0)
+        return out + lines, Mark(ino, used)
+
+    def read_after(self, mark: Mark) -> list[bytes]:
+        """The complete lines appended since read() returned mark: for a reader that takes the bulk of the history
+        without a lock and only this tail under the appenders' lock. The file the mark points into may have
+        been rotated meanwhile; lines lost by two rotations in that window are lost."""
+        out: list[bytes] = []
         for p in (self._rotated, self.path):
-            with contextlib.suppress(FileNotFoundError), open(p, "rb") as f:
-                data = f.read()
-                for line in data.split(b"\n")[:-1]:
-                    if line:
-                        yield line
+            try:
+                with open(p, "rb") as f:
+                    ino = os.fstat(f.fileno()).st_ino
+                    if ino == mark.ino:
+                        f.seek(mark.offset)
+                        out += _complete(f.read())[0]
+                    elif p == self.path:
+                        out += _complete(f.read())[0]
+            except FileNotFoundError:
+                continue
+        return out
 
     def size(self) -> int:
         total = 0
