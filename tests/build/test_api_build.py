@@ -1,0 +1,234 @@
+"""POST /build through berthd, driven by the real docker CLI (DOCKER_BUILDKIT=0), docker-py and the raw API: the
+progress stream, tags, quiet mode, build args, BuildKit-only features berth adds (heredocs, --chmod), ADD from a
+loopback URL, and what a failing or bad build leaves behind (nothing)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.berthd import PrivateBerthd
+from tests.peers import _mounts_under
+
+pytestmark = pytest.mark.root
+CLASSIC = {"DOCKER_BUILDKIT": "0"}
+
+
+@pytest.fixture(scope="module")
+def b() -> Iterator[PrivateBerthd]:
+    with PrivateBerthd() as daemon:
+        status, body = daemon.api("POST", "/berth/images/bootstrap?base=busybox")
+        assert status == 200 and b'"aux"' in body, body
+        yield daemon
+
+
+def context(tmp: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "Dockerfile").write_text(dockerfile)
+    for name, text in (files or {}).items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp
+
+
+def build(b: PrivateBerthd, ctx: Path, *args: str, check: bool = True) -> tuple[int, str, str]:
+    proc = b.docker("build", *args, str(ctx), env=CLASSIC, check=False)
+    if check:
+        assert proc.returncode == 0, (proc.stdout.decode(), proc.stderr.decode())
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def run(b: PrivateBerthd, image: str, *cmd: str) -> str:
+    return b.docker("run", "--rm", image, *cmd).stdout.decode()
+
+
+def tar_of(ctx: Path) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for path in sorted(ctx.rglob("*")):
+            tf.add(path, arcname=str(path.relative_to(ctx)), recursive=False)
+    return buf.getvalue()
+
+
+def api_build(b: PrivateBerthd, ctx: Path, query: str = "") -> list[dict[str, object]]:
+    status, body = b.api("POST", f"/v1.41/build?{query}", tar_of(ctx))
+    assert status == 200, body
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def assert_nothing_left(b: PrivateBerthd) -> None:
+    assert b.docker("ps", "-aq").stdout == b""
+    assert not list((b.root / "snapshots" / "active").glob("*.json"))
+    assert _mounts_under(str(b.root)) == []
+    tmp = b.root / "builder" / "tmp"
+    assert not tmp.exists() or not list(tmp.iterdir())
+
+
+def test_docker_cli_build_prints_docker_s_steps_and_tags_every_name(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nARG WHO=world\nRUN echo hello $WHO > /greeting && echo ran\n"
+                            "COPY a.txt /a.txt\nCMD [\"cat\", \"/greeting\"]\n", {"a.txt": "A\n"})
+    _, out, _ = build(b, ctx, "-t", "cli:1", "-t", "cli:2", "--build-arg", "WHO=berth",
+                      "--iidfile", str(tmp_path / "iid"))
+    lines = out.splitlines()
+    assert "Step 1/5 : FROM busybox" in lines and "Step 3/5 : RUN echo hello $WHO > /greeting && echo ran" in lines
+    assert any(line.startswith(" ---> Running in ") for line in lines) and "ran" in lines
+    assert any(line.startswith("Removing intermediate container ") for line in lines)
+    assert "Successfully tagged cli:1" in lines and "Successfully tagged cli:2" in lines
+    built = [line for line in lines if line.startswith("Successfully built ")][0].split()[-1]
+    assert (tmp_path / "iid").read_text().startswith("sha256:" + built)
+    assert run(b, "cli:2") == "hello berth\n"
+    inspect = json.loads(b.docker("image", "inspect", "cli:1").stdout)[0]
+    assert inspect["Id"].startswith("sha256:" + built)
+    assert not any("WHO" in e for e in inspect["Config"]["Env"])     # build args never reach the config
+    history = b.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", "cli:1").stdout.decode().splitlines()
+    assert history[0] == '/bin/sh -c #(nop)  CMD ["cat" "/greeting"]'
+    assert history[2] == "|1 WHO=berth /bin/sh -c echo hello $WHO > /greeting && echo ran"
+    assert_nothing_left(b)
+
+
+def test_quiet_build_prints_only_the_image_id(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo noisy\n")
+    _, out, _ = build(b, ctx, "-q", "--no-cache")
+    assert out.startswith("sha256:") and "noisy" not in out and len(out.strip()) == 71
+
+
+def test_docker_py_builds_and_finds_the_image(b: PrivateBerthd, tmp_path: Path) -> None:
+    docker = pytest.importorskip("docker")
+    ctx = context(tmp_path, "FROM busybox\nARG V\nLABEL v=$V\nRUN echo py-$V > /v\n")
+    client = docker.DockerClient(base_url=b.host, version="1.41")
+    try:
+        image, logs = client.images.build(path=str(ctx), tag="py:1", buildargs={"V": "7"}, rm=True)
+        assert image.labels == {"v": "7"} and "py:1" in image.tags
+        assert any("Successfully built" in item.get("stream", "") for item in logs)
+        with pytest.raises(docker.errors.BuildError) as failed:
+            client.images.build(path=str(context(tmp_path / "bad", "FROM busybox\nRUN exit 3\n")))
+        assert "returned a non-zero code: 3" in str(failed.value)
+    finally:
+        client.close()
+
+
+def test_a_failing_run_reports_its_code_and_output_tags_nothing_and_leaves_nothing(b: PrivateBerthd,
+                                                                                   tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo before-failing && false\nRUN echo never\n")
+    items = api_build(b, ctx, "t=fails:1")
+    streams = "".join(str(i.get("stream", "")) for i in items)
+    assert "before-failing" in streams and "never" not in streams.replace("RUN echo never", "")
+    assert items[-1]["errorDetail"] == {"code": 1, "message": "The command '/bin/sh -c echo before-failing && "
+                                                              "false' returned a non-zero code: 1"}
+    code, _, err = build(b, ctx, "-t", "fails:1", check=False)
+    assert code != 0 and "returned a non-zero code: 1" in err
+    assert b.docker("image", "inspect", "fails:1", check=False).returncode != 0
+    assert_nothing_left(b)
+
+
+@pytest.mark.parametrize(("dockerfile", "files", "message"), [
+    ("FROM busybox\nCOPY ../x /x\n", {}, "forbidden path outside the build context"),
+    ("FROM busybox\nCOPY /../../etc/passwd /x\n", {}, "forbidden path outside the build context"),
+    ("FROM busybox\nCOPY missing.txt /x\n", {}, "file not found in build context"),
+    ("FROM busybox\nCOPY *.nothing /x/\n", {}, "no source files were specified"),
+    ("FROM busybox\nFROBNICATE now\n", {}, "unknown instruction"),
+    ("FROM no-such-image-here:1\nRUN true\n", {}, "no-such-image-here"),
+    ("FROM busybox\nCOPY --chown=nosuchuser a /a\n", {"a": "a"}, "nosuchuser"),
+    ("FROM busybox\nCOPY a b /notadir\n", {"a": "a", "b": "b"}, "must be a directory"),
+])
+def test_bad_inputs_fail_clearly_with_the_dockerfile_line(b: PrivateBerthd, tmp_path: Path, dockerfile: str,
+                                                          files: dict[str, str], message: str) -> None:
+    ctx = context(tmp_path, dockerfile, files)
+    items = api_build(b, ctx, "t=bad:1")
+    error = str(items[-1].get("error", ""))
+    assert message in error.lower() or message in error, items
+    if "FROBNICATE" not in dockerfile:
+        assert "line 2" in error or "no-such-image-here" in error
+    else:
+        assert "line 2" in error
+    assert b.docker("image", "inspect", "bad:1", check=False).returncode != 0
+    assert_nothing_left(b)
+
+
+def test_a_symlink_out_of_the_context_is_never_followed(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nCOPY dir /dir\nCOPY escape /escape\n")
+    (ctx / "dir").mkdir()
+    os.symlink("/etc/shadow", ctx / "dir" / "shadow")
+    os.symlink("/etc/shadow", ctx / "escape")
+    items = api_build(b, ctx, "t=links:1")
+    assert "error" in items[-1] and "line 3" in str(items[-1]["error"])   # the top-level link stays in the context
+    ctx2 = context(tmp_path / "ok", "FROM busybox\nCOPY dir /dir\n")
+    (ctx2 / "dir").mkdir()
+    os.symlink("/etc/shadow", ctx2 / "dir" / "shadow")
+    build(b, ctx2, "-t", "links:2")
+    assert run(b, "links:2", "readlink", "/dir/shadow") == "/etc/shadow\n"
+
+
+def test_heredocs_chmod_and_add_from_a_url(b: PrivateBerthd, tmp_path: Path) -> None:
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "remote.txt").write_text("from the web\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, directory=str(served), **kw)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        ctx = context(tmp_path / "ctx", f"""FROM busybox
+RUN <<EOF
+echo first > /heredoc
+echo second >> /heredoc
+EOF
+COPY <<EOT /etc/greeting.txt
+hello from a heredoc
+EOT
+COPY --chmod=0640 a.sh /a.sh
+ADD http://127.0.0.1:{port}/remote.txt /downloads/
+""", {"a.sh": "echo\n"})
+        build(b, ctx, "-t", "extras:1", "--network", "host")
+        assert run(b, "extras:1", "cat", "/heredoc", "/etc/greeting.txt", "/downloads/remote.txt") == \
+            "first\nsecond\nhello from a heredoc\nfrom the web\n"
+        assert run(b, "extras:1", "stat", "-c", "%a %s", "/a.sh", "/downloads/remote.txt") == "640 5\n600 13\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_network_none_has_only_loopback(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN ls /sys/class/net > /ifaces\n")
+    build(b, ctx, "-t", "net:none", "--network", "none", "--no-cache")
+    assert run(b, "net:none", "cat", "/ifaces") == "lo\n"
+
+
+def test_context_over_the_limit_is_refused(tmp_path: Path) -> None:
+    import io
+
+    from berth.build.intake import receive_context
+    from berth.errors import LimitExceeded
+
+    ctx = context(tmp_path / "big", "FROM busybox\n", {"big": "x" * 300_000})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(LimitExceeded, match="larger than berth's limit of 100000 bytes"):
+        receive_context(io.BytesIO(tar_of(ctx)), dest, limit=100_000)
+
+
+def test_build_query_parameters_as_the_20_10_cli_sends_them(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nARG A\nRUN echo $A > /a\n")
+    query = ("buildargs=" + quote('{"A":"x"}') + "&cachefrom=%5B%5D&cgroupparent=&cpuperiod=0&cpuquota=0"
+             "&cpusetcpus=&cpusetmems=&cpushares=0&dockerfile=Dockerfile&labels=%7B%7D&memory=0&memswap=0"
+             "&networkmode=default&rm=1&shmsize=0&t=params%3A1&target=&ulimits=null&version=1")
+    items = api_build(b, ctx, query)
+    assert items[-1] == {"stream": "Successfully tagged params:1\n"}
+    assert {"aux": {"ID": json.loads(b.docker("image", "inspect", "params:1").stdout)[0]["Id"]}} in items
