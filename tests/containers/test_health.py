@@ -156,6 +156,11 @@ def test_healthy_then_unhealthy_with_events_ps_and_filter(b: PrivateBerthd) -> N
     execs = b.docker("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}", "--filter",
                      "container=hok", "--filter", "event=exec_start", "--format", "{{.Action}}").stdout.decode()
     assert execs.splitlines()[0] == "exec_start: /bin/sh -c cat /tmp/ok"
+    first = b.docker("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}", "--filter",
+                     "container=hok", "--filter", "event=exec_die", "--format",
+                     "{{.Actor.Attributes.execID}}").stdout.decode().split()[0]
+    status, _ = b.api("GET", f"/v1.44/exec/{first}/json")
+    assert status == 404          # a finished probe's exec record is not kept (one per probe would pile up)
     b.docker("stop", "-t", "0", "hok")
     assert _status(b, "hok") == "unhealthy"          # Docker's: a stopped container's probe monitor is gone
     b.docker("rm", "hok")

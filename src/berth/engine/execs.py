@@ -92,6 +92,11 @@ class ExecService:
             raise NotFound(f"No such exec instance: {exec_id}")
         return record
 
+    def forget(self, exec_id: str) -> None:
+        """Drop a finished exec's record (a healthcheck's probe: Docker does not keep those either)."""
+        with self._lock:
+            self._execs.pop(exec_id, None)
+
     def ids_for(self, container_id: str) -> list[str]:
         with self._lock:
             return [e.id for e in self._execs.values() if e.config.container_id == container_id]

@@ -283,6 +283,7 @@ class HealthService:
         try:
             session = self._execs.start(record, c)
         except (BerthError, OSError) as exc:
+            self._execs.forget(record.id)
             return {"start": _rfc3339(start), "end": _rfc3339(self._clock_ns()), "exit_code": -1, "output": str(exc)}
         self._events.container(c, exec_action("exec_start", probe.argv), {"execID": record.id})
         with contextlib.suppress(OSError):
@@ -292,6 +293,7 @@ class HealthService:
         if timed_out:
             self._execs.kill(record)
         record.done.wait(10)
+        self._execs.forget(record.id)
         end = self._clock_ns()
         if timed_out:
             return {"start": _rfc3339(start), "end": _rfc3339(end), "exit_code": -1,
