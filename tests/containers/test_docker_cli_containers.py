@@ -201,7 +201,7 @@ def test_exec_runs_in_the_container_with_its_exit_code(b: PrivateBerthd) -> None
 
 
 def test_network_none_has_loopback_up_and_host_sees_the_host(b: PrivateBerthd) -> None:
-    own = run(b, "--rm", "busybox", "ip", "-o", "addr").stdout.decode()
+    own = run(b, "--rm", "--network", "none", "busybox", "ip", "-o", "addr").stdout.decode()
     assert "lo" in own and "127.0.0.1/8" in own and "eth0" not in own
     host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     seen = run(b, "--rm", "--network", "host", "busybox", "ip", "-o", "link").stdout.decode()

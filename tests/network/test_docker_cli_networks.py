@@ -32,6 +32,11 @@ def b() -> Iterator[PrivateBerthd]:
         status, body = daemon.api("POST", "/berth/images/bootstrap?base=busybox")
         assert status == 200 and b'"aux"' in body, body
         yield daemon
+        made = bridges(daemon)
+    # the daemon's cleanup removes its bridges and its nft table, even though berthd was killed with -9 once
+    for br in made:
+        assert not Path("/sys/class/net", br).exists(), br
+    assert subprocess.run(["nft", "list", "table", "ip", "berth_" + daemon.bridge], capture_output=True).returncode != 0
 
 
 def bridges(b: PrivateBerthd) -> list[str]:
@@ -164,7 +169,13 @@ def test_the_same_host_port_twice_gets_dockers_error_and_leaves_nothing(b: Priva
     assert proc.returncode != 0
     assert f"Bind for 0.0.0.0:{port} failed: port is already allocated".encode() in proc.stderr
     assert inspect(b, "second")["State"]["Status"] == "created"  # type: ignore[index]
-    b.docker("rm", "-f", "second")
+    body = json.dumps({"Image": "busybox", "Cmd": ["true"], "ExposedPorts": {"80/tcp": {}},
+                       "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": str(port)}]}}}).encode()
+    status, raw = b.api("POST", "/v1.44/containers/create?name=third", body)
+    assert status == 201, raw
+    status, raw = b.api("POST", "/v1.44/containers/third/start")
+    assert status == 500 and b"port is already allocated" in raw      # Docker's status for it
+    b.docker("rm", "-f", "second", "third")
     left = leftovers(b)
     assert len(left["endpoints"]) == 1 and len(left["dnats"]) == 1       # only the first container's
 
