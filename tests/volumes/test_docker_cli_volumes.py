@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -379,3 +380,41 @@ def test_docker_py_volumes_and_run_with_volumes(b: PrivateBerthd, tmp_path: Path
         assert client.volumes.prune()["VolumesDeleted"] is None
     finally:
         client.close()
+
+
+def test_volume_events_follow_dockerd_s(b: PrivateBerthd) -> None:
+    since = f"{time.time():.9f}"   # only this test's events
+    b.docker("volume", "create", "ev1")
+    assert run(b, "--rm", "-v", "ev1:/d:ro", "busybox", "true").returncode == 0
+    assert run(b, "--rm", "-v", "/anon", "busybox", "true").returncode == 0
+    b.docker("volume", "rm", "ev1")
+    time.sleep(1)
+    lines = b.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "type=volume",
+                     "--format", "{{.Action}} {{.Actor.ID}} {{json .Actor.Attributes}}").stdout.decode()
+    text = re.sub(r"\b[0-9a-f]{64}\b", "<id>", lines)
+    # dockerd also repeats "create ev1" when a container names an existing volume; berth reports creations only
+    assert text.splitlines() == [
+        'create ev1 {"driver":"local"}',
+        'mount ev1 {"container":"<id>","destination":"/d","driver":"local","propagation":"","read/write":"false"}',
+        'unmount ev1 {"container":"<id>","driver":"local"}',
+        'create <id> {"driver":"local"}',
+        'mount <id> {"container":"<id>","destination":"/anon","driver":"local","propagation":"","read/write":"true"}',
+        'unmount <id> {"container":"<id>","driver":"local"}',
+        'destroy <id> {"driver":"local"}',
+        'destroy ev1 {"driver":"local"}',
+    ]
+
+
+def test_volumes_and_their_use_survive_a_daemon_restart(b: PrivateBerthd) -> None:
+    b.docker("volume", "create", "--label", "k=v", "durable")
+    b.docker("run", "-d", "--name", "holder", "-v", "durable:/d", "-v", "/anon", "busybox", "sh", "-c",
+             "echo before > /d/f; sleep 60")
+    before = json.loads(b.docker("volume", "inspect", "durable").stdout)
+    b.kill()
+    b.start()
+    assert json.loads(b.docker("volume", "inspect", "durable").stdout) == before
+    refused = b.docker("volume", "rm", "durable", check=False)
+    assert refused.returncode == 1 and b"volume is in use" in refused.stderr
+    assert out(b, "-v", "durable:/x", "busybox", "cat", "/x/f") == "before\n"
+    b.docker("rm", "-fv", "holder")
+    assert volumes(b) == {"durable"}

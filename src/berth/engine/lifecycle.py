@@ -89,7 +89,8 @@ class ContainerService:
                  volumes: VolumeStore | None = None, network: NetworkService | None = None) -> None:
         self.store = ContainerStore(root / "containers")
         self.network = network
-        self.volumes = volumes or VolumeStore(root / "volumes", users=lambda: volumeuse.volume_users(self.store))
+        self.volumes = volumes or VolumeStore(root / "volumes", users=lambda: volumeuse.volume_users(self.store),
+                                              notify=lambda action, v: self.events.volume(action, v.name, v.driver))
         self.events = events if events is not None else EventService(None)
         self._exec_root = exec_root
         self.state_root = self._state_root = exec_root / "runtime"
@@ -249,7 +250,7 @@ class ContainerService:
                 self._snapshots.mount(c.id, rootfs)
                 undo.callback(self._snapshots.unmount, rootfs)
             user = self._resolve_user(c, rootfs)
-            volumeuse.prepare(c, rootfs, self.volumes, undo)
+            volumeuse.prepare(c, rootfs, self.volumes, undo, self.events)
             netns: str | None = None
             if self.network is not None:
                 joined = self.network.setup(container_view(c), undo)
@@ -418,8 +419,9 @@ class ContainerService:
         if self.network is not None:
             self.network.teardown(c.id)
         netns_mod.remove(self.netns_of(c.id))
-        volumeuse.release(c, self.volumes)
         rootfs = self.bundle_of(c) / "rootfs"
+        # "unmount" events once per run: the rootfs is still mounted only the first time a run is released
+        volumeuse.release(c, self.volumes, self.events if os.path.ismount(rootfs) else None)
         if os.path.ismount(rootfs):
             with contextlib.suppress(OSError, BerthError):
                 self._snapshots.unmount(rootfs)

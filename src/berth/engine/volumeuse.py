@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from berth.engine.containers import Container, ContainerConfig, ContainerStore, Status
+from berth.engine.events import EventService
 from berth.engine.mounts import (
     MountPoint,
     MountType,
@@ -86,8 +87,10 @@ def _forget(volumes: VolumeStore, name: str) -> None:
         volumes.remove(name)
 
 
-def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.ExitStack) -> None:
-    """The start-time half, with the container's root filesystem mounted at rootfs."""
+def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.ExitStack,
+            events: EventService | None = None) -> None:
+    """The start-time half, with the container's root filesystem mounted at rootfs. Each volume mounted is a
+    "mount" event, as dockerd reports it."""
     for m in ordered(c.config.mounts):
         if m.type is MountType.BIND:
             if m.create_source and not os.path.lexists(m.source):
@@ -105,13 +108,21 @@ def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.E
             undo.callback(volumes.release, volume, c.id)
             if m.copy_up:
                 copy_up(rootfs, m.destination, volume.mountpoint)
+            if events is not None:
+                events.volume("mount", volume.name, volume.driver, {
+                    "container": c.id, "destination": m.destination, "propagation": m.propagation,
+                    "read/write": "false" if m.read_only else "true"})
 
 
-def release(c: Container, volumes: VolumeStore) -> None:
-    """The container stopped: unmount what its volumes mounted, unless another running container uses them."""
-    for name in {m.source for m in c.config.mounts if m.type is MountType.VOLUME}:
+def release(c: Container, volumes: VolumeStore, events: EventService | None = None) -> None:
+    """The container stopped: unmount what its volumes mounted, unless another running container uses them;
+    an "unmount" event for each of its volumes."""
+    for name in dict.fromkeys(m.source for m in c.config.mounts if m.type is MountType.VOLUME):
         with contextlib.suppress(NotFound, BerthError):
-            volumes.release(volumes.get(name), c.id)
+            volume = volumes.get(name)
+            volumes.release(volume, c.id)
+            if events is not None:
+                events.volume("unmount", volume.name, volume.driver, {"container": c.id})
 
 
 def remove_anonymous(c: Container, volumes: VolumeStore) -> None:

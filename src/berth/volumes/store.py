@@ -126,10 +126,13 @@ class VolumeStore:
     """The volumes of one engine. `lock()` is held by callers that must see no volume appear or vanish meanwhile
     (a container create that references volumes; a removal that checks they are unused)."""
 
-    def __init__(self, root: Path, users: Users, clock: Callable[[], str] = _now) -> None:
+    def __init__(self, root: Path, users: Users, clock: Callable[[], str] = _now,
+                 notify: Callable[[str, Volume], object] | None = None) -> None:
+        """notify(action, volume): told of each "create" and "destroy" (for the event stream)."""
         self.root = root
         root.mkdir(parents=True, exist_ok=True, mode=0o701)
         self._users, self._clock = users, clock
+        self._notify = notify
         self._lock = threading.RLock()
         self._cleanup()
 
@@ -166,6 +169,7 @@ class VolumeStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise RuntimeFailure(f"create {name}: {exc}") from exc
             fsync_dir(self.root)
+            self._tell("create", volume)
             return volume, True
 
     def get(self, name: str) -> Volume:
@@ -221,7 +225,12 @@ class VolumeStore:
         except OSError as exc:
             raise RuntimeFailure(f"remove {volume.name}: {exc}") from exc
         fsync_dir(self.root)
+        self._tell("destroy", volume)
         self._delete_tree(trash)
+
+    def _tell(self, action: str, volume: Volume) -> None:
+        if self._notify is not None:
+            self._notify(action, volume)
 
     def _delete_tree(self, path: Path) -> None:
         # never descend into a mount: an `o=bind` volume still mounted would have its host directory emptied
