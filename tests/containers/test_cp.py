@@ -266,6 +266,12 @@ def test_stat_headers_and_tar_names_match_dockerd(b: PrivateBerthd, seeded_daemo
             assert _members(our_data) == _members(theirs_data), path
             if path == "/d/sub/f":
                 assert mine["mtime"] == theirs["mtime"]
+        # the whole root: entries named "/bin", "/d/sub"... as dockerd names them
+        (theirs_data, theirs), (our_data, mine) = _get(peer, name, "/"), _get(ours, name, "/")
+        assert mine["name"] == theirs["name"] == "/"
+        ours_d = [m for m in _members(our_data) if m[0] in ("/d", "/dl") or m[0].startswith("/d/")]
+        assert ours_d == [m for m in _members(theirs_data) if m[0] in ("/d", "/dl") or m[0].startswith("/d/")] == \
+            [("/d", "dir"), ("/d/sub", "dir"), ("/d/sub/f", "file"), ("/dl", "sym")]
         for api in (peer, ours):
             with pytest.raises(docker.errors.NotFound) as err:
                 api.get_archive(name, "/nope")

@@ -66,7 +66,7 @@ def write_entry(parent_fd: int, base: str, name: str, out: BinaryIO) -> LayerWri
         st = os.stat(base, dir_fd=parent_fd, follow_symlinks=False)
         writer._add(parent_fd, base, name, st)
         if stat.S_ISDIR(st.st_mode):
-            writer.walk_fd(os.open(base, _DIR | os.O_NOFOLLOW, dir_fd=parent_fd), name.rstrip("/"))
+            writer.walk_fd(os.open(base, _DIR | os.O_NOFOLLOW, dir_fd=parent_fd), name.rstrip("/") or name)
     finally:
         tar.close()
     return LayerWritten(Digest("sha256", sink.hash.hexdigest()), sink.size, writer.entries)
@@ -127,7 +127,7 @@ class _TreeWriter:
                     os.close(dfd)
                     stack.pop()
                     continue
-                name_rel = f"{rel}/{name}" if rel else name
+                name_rel = f"{rel.rstrip('/')}/{name}" if rel else name   # rel "/": a container's whole root
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 if self._overlay and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                     self._add_empty(f"{rel}/{WHITEOUT}{name}" if rel else f"{WHITEOUT}{name}", st)
