@@ -428,3 +428,24 @@ def test_more_actions_match_a_real_dockerd(b: PrivateBerthd, seeded_daemon: Daem
         "create", "attach", "start", "die", "destroy", "create", "start", "exec_create: true ", "exec_start: true ",
         "exec_die", "pause", "unpause", "kill", "rename", "kill", "die", "stop", "start", "restart", "kill", "die",
         "destroy", "tag", "untag"]
+
+
+@pytest.mark.root
+def test_prunes_and_commit_tags_have_dockers_events(b: PrivateBerthd) -> None:
+    t0 = time.time()
+    b.docker("run", "--name", "evprune", "busybox", "true")
+    dangling = b.docker("commit", "evprune").stdout.decode().strip()        # no tag: dangling
+    b.docker("commit", "evprune", "evprune-img:1")
+    b.docker("container", "prune", "-f")
+    b.docker("image", "prune", "-f")
+    b.docker("rmi", "evprune-img:1")
+    got = [(e["Type"], e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"].get("name"))
+           for e in _events(b.docker, t0, time.time() + 1)
+           if e["Type"] == "image" or e["Action"] in ("commit", "destroy", "prune")]
+    tagged = [e[2] for e in got if e[1] == "tag"][0]
+    assert got == [
+        ("container", "commit", got[0][2], "evprune"),
+        ("image", "tag", tagged, "evprune-img:1"), ("container", "commit", got[2][2], "evprune"),
+        ("container", "destroy", got[2][2], "evprune"), ("container", "prune", "", None),
+        ("image", "delete", dangling, dangling), ("image", "prune", "", None),
+        ("image", "untag", tagged, tagged), ("image", "delete", tagged, tagged)], got

@@ -323,6 +323,8 @@ async def commit(request: web.Request) -> web.Response:
         engine.containers, engine.snapshots, engine.images, c, tag, q.get("comment", ""), q.get("author", ""),
         [line for line in q.getall("changes", []) for line in line.splitlines() if line.strip()],
         q.get("pause", "1").lower() not in ("0", "false", "no")))
+    if tag is not None:
+        engine.events.image("tag", str(image_id), tag.familiar)
     engine.events.container(c, "commit", {"comment": q.get("comment", ""), "imageID": str(image_id),
                                           "imageRef": tag.familiar if tag else ""})
     return json_response({"Id": str(image_id)}, status=201)
@@ -338,6 +340,7 @@ async def prune(request: web.Request) -> web.Response:
                 k: v for k, v in given.items() if k == "label"}):
             await blocking(lambda c=c: engine.containers.remove(c.id))  # type: ignore[misc]
             deleted.append(c.id)
+    engine.events.emit("container", "prune", "", {"reclaimed": "0"})
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
 
 

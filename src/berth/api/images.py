@@ -114,9 +114,7 @@ async def delete_image(request: web.Request) -> web.Response:
     image_id = str(engine.images.resolve(request.match_info["name"]).id)
     events = await blocking(lambda: engine.images.remove(request.match_info["name"], boolean(request, "force"),
                                                           not boolean(request, "noprune")))
-    for kind, value in events:
-        engine.events.image("untag" if kind == "Untagged" else "delete", *(
-            (image_id, image_id) if kind == "Untagged" else (str(value), str(value))))
+    engine.events.image_removals(events, {image_id})
     return json_response([{kind: value} for kind, value in events])
 
 
@@ -237,9 +235,10 @@ async def prune_images(request: web.Request) -> web.Response:
     def keep(view: ImageView) -> bool:
         return "label" in given and not _label_match(view, given["label"])
 
+    before = {str(rec.id) for rec in engine.records.all()}
     events, reclaimed = await blocking(lambda: engine.images.prune(all_unused=not dangling, keep=keep))
-    for kind, value in events:
-        engine.events.image("untag" if kind == "Untagged" else "delete", str(value), str(value))
+    engine.events.image_removals(events, before)
+    engine.events.emit("image", "prune", "", {"reclaimed": str(reclaimed)})
     return json_response({"ImagesDeleted": [{k: v} for k, v in events] or None, "SpaceReclaimed": reclaimed})
 
 

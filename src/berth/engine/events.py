@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -175,6 +175,20 @@ class EventService:
         """pull/push: the reference ("busybox:latest") and its name; tag: the image id and the new tag;
         untag/delete/load/save/import: the image id twice, as dockerd writes them."""
         return self.emit("image", action, image_id, {**(labels or {}), "name": name})
+
+    def image_removals(self, removed: Sequence[tuple[str, object]], image_ids: Collection[str]) -> None:
+        """An image removal's or prune's ("Untagged", ref) / ("Deleted", id) list as dockerd logs it: untag and
+        delete, each naming the image id. image_ids: the images that existed before (a "Deleted" entry may be a
+        layer, which has no event); an untag takes the id of the image deletion after it (a prune lists its
+        removals image by image), else the id given for it."""
+        for i, (kind, value) in enumerate(removed):
+            if kind == "Deleted":
+                if str(value) in image_ids:
+                    self.image("delete", str(value), str(value))
+                continue
+            image_id = next((str(v) for k, v in removed[i:] if k == "Deleted" and str(v) in image_ids),
+                            next(iter(image_ids), str(value)) if len(image_ids) == 1 else str(value))
+            self.image("untag", image_id, image_id)
 
     def volume(self, action: str, name: str, driver: str = "local", extra: Mapping[str, str] | None = None) -> Event:
         """create, destroy: {"driver"}; mount: also container, destination, propagation, "read/write";
