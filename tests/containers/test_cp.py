@@ -18,6 +18,8 @@ import pytest
 
 from berth.api.containers_extra import go_file_mode
 from berth.engine.archive import absolute, go_base, resolve_in_root
+from berth.errors import Conflict, UnsafePath
+from berth.snapshots.apply import CopyOptions, extract_into
 from tests.berthd import PrivateBerthd
 from tests.containers.extra_daemon import b, client, run_d  # noqa: F401
 from tests.peers import Daemon, seeded_daemon  # noqa: F401
@@ -88,6 +90,39 @@ def test_symlinks_resolve_inside_the_root(tmp_path: Path) -> None:
         assert resolve_in_root(fd, "/missing/../etc") == "/etc"
         with pytest.raises(Exception, match="too many symlinks"):
             resolve_in_root(fd, "/loop/x")
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.root
+def test_extract_into_an_existing_tree(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "dst" / "keep").mkdir(parents=True)
+    (root / "dst" / "old").write_text("old")
+    (root / "link").symlink_to("/../../dst")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        n = extract_into(io.BytesIO(_tar([(".wh.plain", b"w", 0o644, 5, 6), ("old", b"new", 0o600, 7, 8),
+                                          ("sub/", None, 0o700, 0, 0), ("sub/f", b"f", 0o644, 0, 0)])),
+                         fd, ("link",))
+        assert n == 4
+        dst = root / "dst"
+        assert (dst / ".wh.plain").read_bytes() == b"w"               # no whiteouts in a copy
+        assert (dst / "old").read_text() == "new" and (dst / "keep").is_dir()
+        assert ((dst / "old").stat().st_uid, (dst / "old").stat().st_gid) == (7, 8)
+        assert stat.S_IMODE((dst / "sub").stat().st_mode) == 0o700
+        extract_into(io.BytesIO(_tar([("owned", b"x", 0o644, 7, 8)])), fd, ("dst",), CopyOptions(owner=(3, 4)))
+        assert ((dst / "owned").stat().st_uid, (dst / "owned").stat().st_gid) == (3, 4)
+        strict = CopyOptions(no_overwrite_dir_non_dir=True)
+        with pytest.raises(Conflict, match='cannot overwrite directory "/dst/keep" with non-directory "/dst"'):
+            extract_into(io.BytesIO(_tar([("keep", b"x", 0o644, 0, 0)])), fd, ("dst",), strict)
+        with pytest.raises(Conflict, match='cannot overwrite non-directory "/dst/old" with directory "/dst"'):
+            extract_into(io.BytesIO(_tar([("old/", None, 0o755, 0, 0)])), fd, ("dst",), strict)
+        extract_into(io.BytesIO(_tar([("keep", b"x", 0o644, 0, 0)])), fd, ("dst",))   # replaced when allowed
+        assert (dst / "keep").read_bytes() == b"x"
+        with pytest.raises(UnsafePath):
+            extract_into(io.BytesIO(_tar([("../../out", b"x", 0o644, 0, 0)])), fd, ("dst",))
+        assert not (tmp_path / "out").exists()
     finally:
         os.close(fd)
 
