@@ -109,6 +109,9 @@ def test_the_plan_keeps_what_the_request_leaves_out() -> None:
 
 
 def test_v2_writes(tmp_path: Path) -> None:
+    for d, enabled in ((tmp_path, "cpu memory pids\n"), (tmp_path / "c1", "")):
+        d.mkdir(exist_ok=True)
+        (d / "cgroup.subtree_control").write_text(enabled)
     cg = CgroupV2(str(tmp_path), "c1")
     c = _container(memory=64 * MiB)
     r = upd.UpdateRequest(memory=96 * MiB, memory_swap=128 * MiB, nano_cpus=5 * 10**8, cpu_shares=1024,
@@ -119,6 +122,20 @@ def test_v2_writes(tmp_path: Path) -> None:
                       (f"{d}/cpu.weight", "39"), (f"{d}/cpu.max", "50000 100000"), (f"{d}/pids.max", "max")]
     only_pids = upd.UpdateRequest(pids_limit=50)
     assert upd.cgroup_writes(cg, upd.plan_update(c, only_pids), only_pids) == [(f"{d}/pids.max", "50")]
+
+
+def test_v2_enables_a_controller_the_container_was_created_without(tmp_path: Path) -> None:
+    (tmp_path / "berth" / "c1").mkdir(parents=True)
+    (tmp_path / "cgroup.subtree_control").write_text("memory pids\n")
+    (tmp_path / "berth" / "cgroup.subtree_control").write_text("pids\n")
+    cg = CgroupV2(str(tmp_path), "berth/c1")
+    r = upd.UpdateRequest(memory=96 * MiB, memory_swap=-1, cpuset_cpus="0")
+    writes = upd.cgroup_writes(cg, upd.plan_update(_container(), r), r)
+    assert writes == [(f"{tmp_path}/cgroup.subtree_control", "+cpuset"),
+                      (f"{tmp_path}/berth/cgroup.subtree_control", "+cpuset +memory"),
+                      (f"{tmp_path}/berth/c1/memory.max", str(96 * MiB)),
+                      (f"{tmp_path}/berth/c1/memory.swap.max", "max"),
+                      (f"{tmp_path}/berth/c1/cpuset.cpus", "0")]
 
 
 def test_v1_raises_memsw_before_the_limit_and_lowers_it_after(tmp_path: Path) -> None:

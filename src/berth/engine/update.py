@@ -22,7 +22,7 @@ from berth.engine.specgen import resources_json
 from berth.engine.stats import cgroup_of
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.oci.spec import Resources
-from berth.runtime.cgroups import CgroupV1, CgroupV2, v1_plan, v2_plan
+from berth.runtime.cgroups import CgroupV1, CgroupV2, v1_plan, v2_controllers, v2_plan
 
 _RESTART = ("no", "always", "unless-stopped", "on-failure")
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -182,8 +182,9 @@ def cgroup_writes(cgroup: CgroupV1 | CgroupV2, cfg: ContainerConfig, r: UpdateRe
     """(path, value) to write, in order, for the fields the request changes."""
     res = _resources(cfg, r)
     if isinstance(cgroup, CgroupV2):
-        plan = v2_plan(res)
-        return [(os.path.join(cgroup.dir, name), value) for name, value in plan if _wanted(name, r)]
+        plan = [(name, value) for name, value in v2_plan(res) if _wanted(name, r)]
+        return [*_v2_enable(cgroup, v2_controllers(plan)),
+                *((os.path.join(cgroup.dir, name), value) for name, value in plan)]
     out: list[tuple[str, str]] = []
     for controller, files in v1_plan(res, extra_devices=()).items():
         if controller == "devices" or controller not in cgroup.places:
@@ -196,6 +197,24 @@ def cgroup_writes(cgroup: CgroupV1 | CgroupV2, cfg: ContainerConfig, r: UpdateRe
             if limit is not None and current_swap is not None and limit > current_swap:
                 chosen.sort(key=lambda item: not item[0].endswith("memsw.limit_in_bytes"))
         out.extend(chosen)
+    return out
+
+
+def _v2_enable(cgroup: CgroupV2, controllers: list[str]) -> list[tuple[str, str]]:
+    """A limit first set by an update may need its controller enabled down the container's ancestors (its
+    create enabled only those it used then): the cgroup.subtree_control writes, top down."""
+    out: list[tuple[str, str]] = []
+    current = cgroup.mount_point
+    for part in cgroup.path.split("/"):
+        try:
+            with open(os.path.join(current, "cgroup.subtree_control")) as f:
+                enabled = set(f.read().split())
+        except OSError:
+            enabled = set()
+        todo = [c for c in controllers if c not in enabled]
+        if todo:
+            out.append((os.path.join(current, "cgroup.subtree_control"), " ".join("+" + c for c in todo)))
+        current = os.path.join(current, part)
     return out
 
 
