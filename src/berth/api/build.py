@@ -203,9 +203,15 @@ async def build(request: web.Request) -> web.StreamResponse:
             lines.send(item)
 
     def run() -> str:
-        with tempfile.TemporaryDirectory(prefix="ctx-", dir=work) as ctx:
-            receive_context(body, Path(ctx), DEFAULT_CONTEXT_LIMIT)
-            result = builder.build(Path(ctx), options, emit)
+        ctx = Path(tempfile.mkdtemp(prefix="ctx-", dir=work))
+        try:
+            receive_context(body, ctx, DEFAULT_CONTEXT_LIMIT)
+            result = builder.build(ctx, options, emit)
+        finally:
+            # Removing a big context costs as much as unpacking it: do it after the client has its answer
+            # (a crash before it is done leaves a ctx- directory that the next start removes).
+            threading.Thread(target=shutil.rmtree, args=(ctx,), kwargs={"ignore_errors": True},
+                             name="build-context-cleanup", daemon=True).start()
         return str(result.image)
 
     try:
