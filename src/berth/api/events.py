@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 from typing import Any
@@ -22,10 +23,12 @@ from berth.api.streams import blocking
 from berth.engine.events import Event, EventFilter, rfc3339_to_ns
 from berth.errors import InvalidArgument
 
+log = logging.getLogger("berthd")
 _UNIX = re.compile(r"^(\d+)(?:\.(\d{1,9}))?$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
             "h": 3600 * 10**9}
+MAX_PENDING = 10_000  # events queued for one client that is not reading
 _CHECK_CLIENT = 1.0   # seconds between checks that an idle subscriber's client is still there
 
 
@@ -93,11 +96,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     wanted = EventFilter.parse(filters(request))
     only_past = until is not None and until < now
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Event] = asyncio.Queue()
+    # bounded: a client that stops reading is dropped (its stream ends) rather than holding events without end
+    queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=MAX_PENDING + 1)
 
     def deliver(ev: Event) -> None:     # called on the emitting thread, under the engine's event lock
         if wanted.matches(ev):
-            loop.call_soon_threadsafe(queue.put_nowait, ev)
+            loop.call_soon_threadsafe(_offer, queue, ev)
 
     past, unsubscribe = await blocking(lambda: engine.events.subscribe(since, until, None if only_past else deliver))
     try:
@@ -109,15 +113,24 @@ async def events(request: web.Request) -> web.StreamResponse:
                 if wanted.matches(ev):
                     await resp.write(_line(ev))
             if not only_past:
-                await _stream(request, resp, queue, since, until)
+                await _stream(request, resp, queue, until)
             await resp.write_eof()
         return resp
     finally:
         unsubscribe()
 
 
-async def _stream(request: web.Request, resp: web.StreamResponse, queue: asyncio.Queue[Event],
-                  since: int | None, until: int | None) -> None:
+def _offer(queue: asyncio.Queue[Event | None], ev: Event) -> None:
+    """On the event loop: queue ev, or past MAX_PENDING the None that ends a lagging client's stream."""
+    if queue.qsize() < MAX_PENDING:
+        queue.put_nowait(ev)
+    elif not queue.full():
+        queue.put_nowait(None)
+
+
+async def _stream(request: web.Request, resp: web.StreamResponse, queue: asyncio.Queue[Event | None],
+                  until: int | None) -> None:
+    """Live events as they come (a `since` in the future filters nothing here, as in dockerd)."""
     while True:
         timeout = _CHECK_CLIENT
         if until is not None:
@@ -131,8 +144,9 @@ async def _stream(request: web.Request, resp: web.StreamResponse, queue: asyncio
             if request.transport is None or request.transport.is_closing():
                 return     # the client went away while nothing happened
             continue
-        if since is not None and ev.time_nano < since:
-            continue
+        if ev is None:
+            log.warning("an events client fell %d events behind; ending its stream", MAX_PENDING)
+            return
         if until is not None and ev.time_nano > until:
             return
         await resp.write(_line(ev))
