@@ -108,6 +108,17 @@ def test_container_mounts_in_inspect_match_dockerd(clean: tuple[str, PrivateBert
             "Mounts": mounts, "Binds": sorted(h["Binds"]), "HostMounts": h["Mounts"], "Tmpfs": h["Tmpfs"],
             "VolumesFrom": h["VolumesFrom"], "Volumes": doc["Config"]["Volumes"]}), root)))
     assert docs[1] == docs[0]
+    # (not from pc: dockerd 20.10 fails --volumes-from of a container with a --mount tmpfs with a 404)
+    _same(pair, "create", "--name", "ps", "-v", "pv2:/data", "-v", "/anon", "-v", f"{tmp_path}:/h:ro", "busybox",
+          "true")
+    _same(pair, "create", "--name", "pd", "--volumes-from", "ps:ro", "busybox", "true")
+    _same(pair, "create", "--name", "pe", "--volumes-from", "ps", "busybox", "true")
+    for name in ("pd", "pe"):
+        views = [sorted(json.loads(docker(host, "inspect", name).stdout)[0]["Mounts"], key=lambda m: m["Destination"])
+                 for host in (pair[0], pair[1].host)]
+        assert [[{k: v for k, v in m.items() if k not in ("Name", "Source")} for m in view] for view in views] == \
+            [[{k: v for k, v in m.items() if k not in ("Name", "Source")} for m in views[0]]] * 2
+    _same(pair, "rm", "-v", "pd", "pe", "ps")
     d, o = both(pair, "volume", "rm", "pv2")
     assert o == d and "volume is in use" in d
     _same(pair, "volume", "ls", "-f", "dangling=false")

@@ -169,10 +169,9 @@ def image_volume(target: str) -> MountPoint:
 
 
 def from_other(m: MountPoint, mode: str) -> MountPoint:
-    """A mount copied by --volumes-from (mode "", "ro" or "rw"); it is not this container's to remove."""
-    read_only = m.read_only or mode == "ro"
-    return replace(m, read_only=read_only, anonymous=False,
-                   mode=("ro" if read_only and m.type is MountType.BIND and not m.mode else m.mode))
+    """A mount copied by --volumes-from (mode "" or "ro"): Mode "" and no copy-up, as dockerd copies them; it is
+    not this container's to remove."""
+    return replace(m, read_only=m.read_only or mode == "ro", anonymous=False, mode="", copy_up=False)
 
 
 def parse_volumes_from(spec: str) -> tuple[str, str]:

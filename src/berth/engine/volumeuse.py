@@ -107,7 +107,8 @@ def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.E
             volumes.mount(volume)
             undo.callback(volumes.release, volume, c.id)
             if m.copy_up:
-                copy_up(rootfs, m.destination, volume.mountpoint)
+                with volumes.filling(volume.name):
+                    copy_up(rootfs, m.destination, volume.mountpoint)
             if events is not None:
                 events.volume("mount", volume.name, volume.driver, {
                     "container": c.id, "destination": m.destination, "propagation": m.propagation,

@@ -134,11 +134,21 @@ class VolumeStore:
         self._users, self._clock = users, clock
         self._notify = notify
         self._lock = threading.RLock()
+        self._content: dict[str, threading.Lock] = {}   # per volume: one copy-up at a time
         self._cleanup()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         with self._lock:
+            yield
+
+    @contextlib.contextmanager
+    def filling(self, name: str) -> Iterator[None]:
+        """Held while a container start checks whether the volume is empty and copies the image's content in:
+        two starts at once must not both copy."""
+        with self._lock:
+            lock = self._content.setdefault(name, threading.Lock())
+        with lock:
             yield
 
     def dir_of(self, name: str) -> Path:
