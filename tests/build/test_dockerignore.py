@@ -46,6 +46,8 @@ def test_reading_strips_comments_blanks_and_leading_slashes() -> None:
     ("file.txt", "fileXtxt", False),     # '.' is literal
     ("\\*", "*", True),
     ("\\*", "a", False),
+    ("*\\*", "a*", True),
+    ("*\\*", "ab", False),
     ("*\nfoo\n!foo/keep", "foo/keep", False),
     ("*\n!foo\nfoo/drop", "foo/drop", True),
     ("foo\n!foo/keep\nfoo/keep/no", "foo/keep/no", True),
@@ -55,7 +57,18 @@ def test_reading_strips_comments_blanks_and_leading_slashes() -> None:
     ("/abs", "abs", True),
     ("./rel/", "rel/x", True),
     ("..", "x", False),
-    ("a+b", "aab", True),                # Docker's translation passes regexp characters through
+    ("a+b", "aab", False),               # regular-expression characters are literal
+    ("a+b", "a+b", True),
+    ("a(b|c)", "ab", False),
+    ("[a-z]+", "a+", True),
+    ("star\\*", "star*", True),
+    ("star\\*", "starx", False),
+    ("**foo", "xfoo", True),             # '**' first: a suffix test
+    ("**/foo", "foo", True),
+    ("**/foo", "a/xfoo", False),
+    ("foo/**", "foo/a/b", True),
+    ("foo/**", "foo", False),
+    ("d/f\n!d", "d/f", True),           # the walk's parent results: '!d' never matched 'd' (it was skipped)
 ])
 def test_docker_pattern_rules(patterns: str, path: str, excluded: bool) -> None:
     assert matcher(patterns).excluded(path) is excluded
@@ -136,16 +149,31 @@ def test_go_match_of_one_segment_agrees_with_fnmatch(glob: str, name: str) -> No
     assert go_match(glob, name) == fnmatch.fnmatchcase(name, glob)
 
 
-@given(st.lists(st.tuples(st.booleans(), GLOBS), min_size=1, max_size=4), PATHS)
-def test_the_last_matching_pattern_decides(patterns: list[tuple[bool, str]], path: str) -> None:
+@given(st.lists(st.tuples(st.booleans(), GLOBS), min_size=1, max_size=4), SEGMENT)
+def test_the_last_matching_pattern_decides(patterns: list[tuple[bool, str]], name: str) -> None:
     m = Matcher(Pattern.parse(("!" if neg else "") + glob) for neg, glob in patterns)
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     expected = False
     for neg, glob in patterns:
-        if any(Pattern.parse(glob).matches(c) for c in candidates):
+        if Pattern.parse(glob).matches(name):
             expected = not neg
-    assert m.excluded(path) == expected
+    assert m.excluded(name) == expected
+
+
+@given(st.lists(st.tuples(st.booleans(), GLOBS), min_size=0, max_size=4), PATHS, st.booleans())
+def test_a_last_pattern_naming_the_path_itself_decides(patterns: list[tuple[bool, str]], path: str,
+                                                       negate: bool) -> None:
+    m = Matcher([*(Pattern.parse(("!" if neg else "") + glob) for neg, glob in patterns),
+                 Pattern.parse(("!" if negate else "") + path)])
+    assert m.excluded(path) is not negate
+
+
+@given(st.lists(GLOBS, min_size=1, max_size=4), PATHS)
+def test_a_path_no_pattern_touches_is_kept(globs: list[str], path: str) -> None:
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    m = Matcher(Pattern.parse(g) for g in globs)
+    if not any(Pattern.parse(g).matches(p) for g in globs for p in prefixes):
+        assert not m.excluded(path)
 
 
 @given(st.text(alphabet=string.ascii_letters + "/._-", min_size=1, max_size=20))

@@ -12,8 +12,8 @@ Public API (stable; additions only):
     parse(text: str) -> Dockerfile                     raises DockerfileError
 
     class DockerfileError(InvalidArgument)              .line: int | None, .reason: str
-        str(err) == "Dockerfile parse error line <line>: <reason>", the text of dockerd's classic builder
-        (without a line: just the reason).
+        str(err) == "dockerfile parse error line <line>: <reason>", the text of dockerd's classic builder
+        (without a line: just the reason). Reasons are dockerd 20.10's texts.
 
     @dataclass(frozen=True) Heredoc(name, content, expand, chomp, fd=0)
         content: the raw lines, each ending "\\n"; text() is what the file / script receives (leading tabs removed
@@ -24,8 +24,8 @@ Public API (stable; additions only):
         keyword: upper case ("RUN"). flags: ((name, value), ...) in the order written, names without "--";
         booleans normalised to "true"/"false" (`--link` -> ("link", "true")); list flags (--mount, --exclude)
         once per occurrence. line/end_line: first and last physical line (1-based; heredoc bodies included
-        in end_line). original: the instruction's text as Docker keeps it (continuations joined, comment lines
-        dropped, heredoc bodies not included).
+        in end_line). original: the instruction's text as Docker prints it in `Step i/N : ...` (continuations
+        joined, comment lines dropped, surrounding blanks trimmed, heredoc bodies not included).
         args, as Docker's parser splits them (all unexpanded, quotes kept):
           RUN CMD ENTRYPOINT SHELL  JSON form: the array; shell form: (text,) -- the raw text after the flags;
                                     nothing: ()
@@ -72,7 +72,7 @@ class DockerfileError(InvalidArgument):
     def __init__(self, line: int | None, reason: str) -> None:
         self.line = line
         self.reason = reason
-        super().__init__(f"Dockerfile parse error line {line}: {reason}" if line is not None else reason)
+        super().__init__(f"dockerfile parse error line {line}: {reason}" if line is not None else reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +386,7 @@ def _parse_json(rest: str) -> list[str]:
     return out
 
 
-_NOT_STRING_ARRAY = "when using JSON array syntax, arrays can only contain strings"
+_NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
 def _maybe_json(rest: str) -> tuple[tuple[str, ...], bool]:
@@ -487,9 +487,9 @@ def _new_node(line: str, d: _Directives) -> _Node:
     if keyword == "ONBUILD":
         trigger = _new_node(rest, d) if rest else None
         expression = re.sub(r"(?i)^\s*ONBUILD\s*", "", line, count=1)
-        return _Node(keyword, (expression,) if rest else (), False, flag_words, line, trigger)
+        return _Node(keyword, (expression,) if rest else (), False, flag_words, _strip(line), trigger)
     args, is_json = _node_args(keyword, rest, d)
-    return _Node(keyword, args, is_json, flag_words, line)
+    return _Node(keyword, args, is_json, flag_words, _strip(line))
 
 
 def _at_least_one(keyword: str) -> _Reason:
@@ -611,7 +611,7 @@ def _validate(node: _Node, flags: tuple[tuple[str, str], ...]) -> None:
     elif keyword in ("COPY", "ADD"):
         if len(args) < 2:
             raise _Reason(f"{keyword} requires at least two arguments, but only one was provided. "
-                          "Destination could not be determined.")
+                          "Destination could not be determined")
     elif keyword == "EXPOSE":
         if not args:
             raise _at_least_one("EXPOSE")
@@ -641,7 +641,7 @@ def _validate(node: _Node, flags: tuple[tuple[str, str], ...]) -> None:
         if inner == "ONBUILD":
             raise _Reason("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
         if inner in ("MAINTAINER", "FROM"):
-            raise _Reason(f"{go_quote(inner)} isn't allowed as an ONBUILD trigger")
+            raise _Reason(f"{inner} isn't allowed as an ONBUILD trigger")
 
 
 def _instruction(node: _Node, heredocs: tuple[Heredoc, ...], line: int, end_line: int) -> Instruction:
@@ -747,7 +747,7 @@ def parse(text: str) -> Dockerfile:
     """Parses a Dockerfile; raises DockerfileError with the line of the first problem."""
     d, instructions, warnings = _instructions(text)
     if not instructions:
-        raise DockerfileError(None, "the Dockerfile cannot be empty")
+        raise DockerfileError(None, "failed to parse Dockerfile: file with no instructions")
     global_args: list[Instruction] = []
     stages: list[Stage] = []
     current: list[Instruction] = []

@@ -26,8 +26,7 @@ Public API (stable; additions only):
 
 Pattern syntax (Docker's, not gitignore's): '*' any run of non-'/' characters, '?' one non-'/' character,
 '**' any number of directories (also none), '[a-z]' classes, '\\\\' escapes; '.+()|{}$' are literal. Plain names
-compare as strings (so an escaped character in a pattern without wildcards never matches, as in Docker), 'x/**'
-as a prefix, '**/x' as a suffix.
+compare as strings, 'x/**' as a prefix, '**/x' as a suffix (so '**foo' also matches 'xfoo', as in Docker).
 
 May import: berth.errors only.
 """
@@ -238,6 +237,7 @@ def _translate(pattern: str) -> tuple[str, str]:
             if i < n:
                 out.append("\\" + pattern[i])
                 i += 1
+                kind = _REGEXP
             else:
                 out.append("\\\\")
         elif ch in "[]":
