@@ -32,8 +32,10 @@ BERTH = str(Path(sys.executable).with_name("berth"))
 
 
 class PrivateBerthd:
-    def __init__(self, base_dir: Path | None = None, start_timeout: float = 30.0) -> None:
+    def __init__(self, base_dir: Path | None = None, start_timeout: float = 30.0,
+                 daemon_args: tuple[str, ...] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="berth-berthd-", dir=base_dir))
+        self.daemon_args = daemon_args   # more berthd flags (e.g. --init)
         self.root = self.dir / "root"
         self.exec_root = self.dir / "exec"
         self.socket_path = self.dir / "berth.sock"
@@ -50,7 +52,7 @@ class PrivateBerthd:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [BERTHD, "--host", self.host, "--root", str(self.root), "--exec-root", str(self.exec_root),
-                 "--bridge", self.bridge, "--bip", self.bip, "--default-address-pool", self.pool],
+                 "--bridge", self.bridge, "--bip", self.bip, "--default-address-pool", self.pool, *self.daemon_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
         while not _ping(self.socket_path):

@@ -86,3 +86,15 @@ def test_orphans_are_reaped_by_the_init(b: PrivateBerthd) -> None:
     assert "Z" not in states("reaped")
     assert "Z" in states("zombie")                # the same without --init leaves a zombie: the test can fail
     b.docker("rm", "-f", "reaped", "zombie")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_berthd_init_gives_an_init_to_containers_that_do_not_choose() -> None:
+    with PrivateBerthd(daemon_args=("--init",)) as d:
+        status, body = d.api("POST", "/berth/images/bootstrap?base=busybox")
+        assert status == 200, body
+        pid1 = d.docker("run", "--rm", "busybox", "cat", "/proc/1/cmdline").stdout.split(b"\0")
+        assert pid1[:2] == [b"/sbin/docker-init", b"--"]
+        pid1 = d.docker("run", "--rm", "--init=false", "busybox", "cat", "/proc/1/cmdline").stdout.split(b"\0")
+        assert pid1[0] == b"cat"

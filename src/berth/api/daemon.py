@@ -44,6 +44,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--default-address-pool", action="append", default=[], metavar="base=CIDR,size=N",
                    help="where user-defined networks get subnets (default base=10.220.0.0/16,size=24)")
     p.add_argument("--mtu", type=int, default=1500, help="the containers' interfaces' MTU (default 1500)")
+    p.add_argument("--init", action="store_true", help="run an init (tini) as PID 1 in containers that do not "
+                                                         "choose (HostConfig.Init null)")
     return p.parse_args(argv)
 
 
@@ -113,7 +115,7 @@ async def _serve(args: argparse.Namespace) -> None:
         raise Conflict(f"another berthd is running with --exec-root {exec_root}; stop it or choose another")
     # Blocking engine calls run in threads, and some block for long (wait, attach, logs -f): room for many.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=512, thread_name_prefix="api"))
-    engine = Engine(EngineConfig(root, exec_root, network_options(args)))
+    engine = Engine(EngineConfig(root, exec_root, network_options(args), init=args.init))
     for cleaned in engine.recover():
         log.info("recovered: %s", cleaned)
     hosts = args.host or [DEFAULT_HOST]

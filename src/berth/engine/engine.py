@@ -32,6 +32,7 @@ class EngineConfig:
     root: Path = Path("/var/lib/berth")
     exec_root: Path = Path("/run/berth")
     network: NetworkOptions = field(default_factory=NetworkOptions)
+    init: bool = False               # berthd --init: an init for containers whose HostConfig.Init is null
 
 
 class Engine:
@@ -55,7 +56,7 @@ class Engine:
                                        lambda ref: self._running_netns(ref))
         self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots,
                                            functools.partial(spawn, zygote=self._zygote), events=self.events,
-                                           network=self.networks)
+                                           network=self.networks, default_init=config.init)
         self.volumes = self.containers.volumes
         self.execs = ExecService(config.exec_root, config.exec_root / "runtime")
         self.health = HealthService(self.containers, self.execs, self.events)

@@ -86,8 +86,10 @@ class StartFailed(InvalidArgument):
 class ContainerService:
     def __init__(self, root: Path, exec_root: Path, images: ImageService, snapshots: Snapshotter,
                  spawn_monitor: Callable[[MonitorOptions], object], events: EventService | None = None,
-                 volumes: VolumeStore | None = None, network: NetworkService | None = None) -> None:
+                 volumes: VolumeStore | None = None, network: NetworkService | None = None,
+                 default_init: bool = False) -> None:
         self.store = ContainerStore(root / "containers")
+        self._default_init = default_init    # berthd --init
         self.network = network
         self.volumes = volumes or VolumeStore(root / "volumes", users=lambda: volumeuse.volume_users(self.store),
                                               notify=lambda action, v: self.events.volume(action, v.name, v.driver))
@@ -160,6 +162,8 @@ class ContainerService:
         image = self._images.resolve(request.draft.image)
         image_config = ImageConfig.parse(self._images.raw_config(image))
         config = merge_image(request.draft, str(image.id), image_config)
+        if self._default_init and (config.extra.get("HostConfig") or {}).get("Init") is None:
+            config = replace(config, init=True)
         container_id = secrets.token_hex(32)
         if not config.hostname:
             config = replace(config, hostname=container_id[:12])
