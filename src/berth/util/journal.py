@@ -63,7 +63,12 @@ class Journal:
             raise ValueError("a journal line must not contain a newline")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, line + b"\n")
+            data = line + b"\n"
+            written = os.write(fd, data)
+            if written != len(data):      # a full disk: end the torn line so the next one stays whole
+                with contextlib.suppress(OSError):
+                    os.write(fd, b"\n")
+                raise OSError(f"journal {self.path}: short write ({written} of {len(data)} bytes)")
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
