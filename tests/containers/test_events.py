@@ -70,6 +70,23 @@ def test_subscribing_while_others_emit_loses_and_repeats_nothing(tmp_path: Path)
     assert [int(e.actor_id) for e in past + live] == list(range(3000 + len(emitted)))
 
 
+@pytest.mark.root
+def test_a_full_disk_leaves_only_whole_lines(tmp_path: Path) -> None:
+    disk = tmp_path / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], check=True)
+    try:
+        ev = EventService(disk, max_bytes=1 << 20)
+        for i in range(200):                      # ~16 KiB of events into 8 KiB: the later ones fail
+            ev.emit("container", "top", f"{i:04d}", {"name": "x" * 40})
+        got = ev.history(0, None)
+        assert ev.skipped <= 1                    # at most the one torn line, ended by its newline
+        assert [e.actor_id for e in got] == [f"{i:04d}" for i in range(len(got))]
+        assert 20 < len(got) < 200
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
 def test_a_torn_line_spoils_only_itself(tmp_path: Path) -> None:
     path = tmp_path / "events" / "journal.jsonl"
     ev = EventService(tmp_path / "events")
