@@ -99,6 +99,25 @@ def test_extra_files_are_appended(tmp_path: Path) -> None:
     assert members[".dockerfile.abc"].size == 7 and members[".dockerfile.abc"].mode == 0o600
 
 
+def test_the_stream_ends_like_gos_writer_without_record_padding(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    buf = io.BytesIO()
+    size = context_tar(tmp_path, "Dockerfile", None, buf)
+    assert size == len(buf.getvalue()) == 512 + 512 + 1024   # what the docker CLI reports as 2.048kB
+
+
+def test_extra_files_replace_an_entry_in_place(tmp_path: Path) -> None:
+    make_tree(tmp_path, {".dockerignore": "x\n", "a": ""})
+    buf = io.BytesIO()
+    context_tar(tmp_path, "", None, buf, ((".dockerignore", b"x\n.dockerfile.1\n"), (".dockerfile.1", b"FROM y\n")))
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        names = tar.getnames()
+        ignore = tar.extractfile(".dockerignore")
+        assert ignore is not None and ignore.read() == b"x\n.dockerfile.1\n"
+    assert names == [".dockerignore", "a", ".dockerfile.1"]
+
+
 def test_missing_context_directory(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="not found"):
         context_tar(tmp_path / "nope", "Dockerfile", None, io.BytesIO())

@@ -10,8 +10,10 @@ Client side (the CLI's hot path; stdlib only, nothing heavy at import):
         links and never followed, hard links within the context kept as links, sockets skipped. The ignore
         matcher is applied as the CLI does (directories walked only when an exception pattern may re-include
         something below them); .dockerignore and the Dockerfile (`dockerfile`, a path relative to the
-        directory, or "" when it comes from elsewhere) are always included. extra_files are appended as regular
-        files (the CLI's `.dockerfile.<random>` for a Dockerfile from stdin or outside the context).
+        directory, or "" when it comes from elsewhere) are always included. extra_files replace the content of a
+        regular file of that name in place (keeping its header) or are appended as 0600 files (the CLI's
+        `.dockerfile.<random>` and rewritten .dockerignore for a Dockerfile from stdin or outside the context).
+        The stream ends after the two zero blocks (no record padding, like Go's writer); returns its size.
 
 Builder side (pure functions over an extracted context directory):
 
@@ -68,7 +70,7 @@ def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
 
 
 def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: BinaryIO,
-                extra_files: Sequence[tuple[str, bytes]] = ()) -> None:
+                extra_files: Sequence[tuple[str, bytes]] = ()) -> int:
     root = os.fspath(directory)
     if not os.path.isdir(root):
         raise InvalidArgument(f"unable to prepare context: path {str(directory)!r} not found")
@@ -79,20 +81,52 @@ def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: B
         name = go_clean(dockerfile) if dockerfile else ""
         if name and ignore.excluded(name):
             ignore = ignore.with_patterns(Pattern.parse("!" + name))
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        seen: dict[tuple[int, int], str] = {}
-        _add_tree(tar, root, "", ignore, seen)
-        for name, data in extra_files:
+    writer = _Writer(out, dict(extra_files))
+    _add_tree(writer, root, "", ignore)
+    now = int(time.time())
+    for name, data in extra_files:
+        if name in writer.replace:
             info = tarfile.TarInfo(name)
-            info.size = len(data)
             info.mode = 0o600
-            info.mtime = int(time.time())
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
+            info.mtime = now
+            writer.add_bytes(info, data)
+    return writer.finish()
 
 
-def _add_tree(tar: tarfile.TarFile, root: str, rel: str, ignore: Matcher | None,
-              seen: dict[tuple[int, int], str], parent: ParentInfo = ()) -> None:
+class _Writer:
+    """tarfile without its 10 KiB record padding: the stream ends with the two zero blocks, as Go's writer does
+    (the CLI prints the context's byte count, so the size is part of docker's output)."""
+
+    def __init__(self, out: BinaryIO, replace: dict[str, bytes]) -> None:
+        # closed by finish(), not by a with block: TarFile.close() would pad the stream
+        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        self.out = out
+        self.seen: dict[tuple[int, int], str] = {}
+        self.replace = replace  # entries whose content the caller swaps (the CLI's .dockerignore rewrite)
+
+    def add(self, info: tarfile.TarInfo, f: BinaryIO | None = None) -> None:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        self.tar.addfile(info, f)
+
+    def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> None:
+        self.replace.pop(info.name, None)
+        info.type = tarfile.REGTYPE
+        info.size = len(data)
+        self.add(info, io.BytesIO(data))
+
+    def finish(self) -> int:
+        tar = self.tar
+        tar.fileobj.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))  # type: ignore[union-attr]
+        tar.offset += tarfile.BLOCKSIZE * 2
+        size = tar.offset
+        # flush the stream without TarFile.close(), which would pad to a whole record
+        tar.fileobj.close()  # type: ignore[union-attr]
+        tar.closed = True  # type: ignore[attr-defined]
+        return size
+
+
+def _add_tree(writer: _Writer, root: str, rel: str, ignore: Matcher | None, parent: ParentInfo = ()) -> None:
     for child, st in _walk(root, rel):
         is_dir = stat.S_ISDIR(st.st_mode)
         info: ParentInfo = ()
@@ -100,34 +134,34 @@ def _add_tree(tar: tarfile.TarFile, root: str, rel: str, ignore: Matcher | None,
             skip, info = ignore.match(child, parent)
             if skip:
                 if is_dir and ignore.has_exclusions and ignore.must_walk(child):
-                    _add_tree(tar, root, child, ignore, seen, info)
+                    _add_tree(writer, root, child, ignore, info)
                 continue
-        _add_entry(tar, os.path.join(root, child), child, st, seen)
+        _add_entry(writer, os.path.join(root, child), child, st)
         if is_dir:
-            _add_tree(tar, root, child, ignore, seen, info)
+            _add_tree(writer, root, child, ignore, info)
 
 
-def _add_entry(tar: tarfile.TarFile, full: str, name: str, st: os.stat_result,
-               seen: dict[tuple[int, int], str]) -> None:
+def _add_entry(writer: _Writer, full: str, name: str, st: os.stat_result) -> None:
     mode = st.st_mode
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(mode)
     info.mtime = int(st.st_mtime)
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
     if stat.S_ISREG(mode):
+        if name in writer.replace:
+            writer.add_bytes(info, writer.replace[name])
+            return
         key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in seen:
+        if st.st_nlink > 1 and key in writer.seen:
             info.type = tarfile.LNKTYPE
-            info.linkname = seen[key]
-            tar.addfile(info)
+            info.linkname = writer.seen[key]
+            writer.add(info)
             return
         if st.st_nlink > 1:
-            seen[key] = name
+            writer.seen[key] = name
         info.size = st.st_size
         try:
             with open(full, "rb") as f:
-                tar.addfile(info, f)
+                writer.add(info, f)
         except OSError as exc:
             raise InvalidArgument(f"error checking context: can't read {name!r}: {exc.strerror}") from exc
         return
@@ -143,7 +177,7 @@ def _add_entry(tar: tarfile.TarFile, full: str, name: str, st: os.stat_result,
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     else:
         return  # sockets: the CLI cannot archive them either and leaves them out
-    tar.addfile(info)
+    writer.add(info)
 
 
 # --- builder side -------------------------------------------------------------------------------------------------
