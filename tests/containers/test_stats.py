@@ -255,3 +255,17 @@ def test_stats_of_a_stopped_or_unknown_container(b: PrivateBerthd) -> None:  # n
         assert proc.returncode != 0 and b"No such container" in proc.stderr
     finally:
         b.docker("rm", "-f", "resting")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_stats_stream_ends_when_the_container_stops(b: PrivateBerthd) -> None:  # noqa: F811
+    run_d(b, "brief", "busybox", "sleep", "2")
+    try:
+        started = time.monotonic()
+        frames = list(client(b).stats("brief", decode=True, stream=True))
+        assert time.monotonic() - started < 8
+        assert 1 <= len(frames) <= 5 and frames[0]["name"] == "/brief"
+        assert all(f["read"] != ZERO_TIME for f in frames)
+    finally:
+        b.docker("rm", "-f", "brief")
