@@ -249,7 +249,14 @@ class ContainerStore:
         return replace(container, config=config)
 
     def remove(self, container_id: str) -> None:
-        shutil.rmtree(self.dir_of(container_id), ignore_errors=True)
+        # Out of sight with one rename, then deleted: a monitor still writing its exit file cannot keep the
+        # directory alive, and a crash in between leaves a '.removing-' entry that berthd's next start sweeps.
+        doomed = self.root / f".removing-{container_id}"
+        try:
+            os.rename(self.dir_of(container_id), doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def all(self) -> Iterator[Container]:
         for entry in sorted(os.listdir(self.root)):

@@ -1,13 +1,16 @@
 """What a crash of berthd can leave half done among the container records, swept at its next start.
 
 A record becomes visible when its config.json is written, the last step of a create (ContainerStore.create), and
-stays visible until its directory is removed, the last step of a removal. A directory under containers/ without
-both config.json and state.json is therefore a create or a removal that a kill cut short, and a container snapshot
-(its key is the 64-hex container id) without any directory is a create killed between preparing the snapshot and
-writing the record. At startup nothing else uses them: their rootfs mount, network namespace, runtime state (and
-cgroup), monitor socket, snapshot and directory go.
+goes away with one rename to '.removing-<id>', the last step of a removal, before that is deleted. A directory
+under containers/ without both config.json and state.json is therefore a create that a kill cut short, a
+'.removing-' one a removal, and a container snapshot (its key is the 64-hex container id) without any directory a
+create killed between preparing the snapshot and writing the record. At startup nothing else uses them: their
+rootfs mount, network namespace, runtime state (and cgroup), monitor socket, snapshot and directory go.
 
-May import: berth.engine's lower modules (containers, netns), berth.runtime, berth.snapshots, berth.util,
+A record still `created` whose monitor answers is a start that the kill cut short (the client never heard it
+succeed): the start is rolled back, so that the container's status says what runs.
+
+May import: berth.engine's lower modules (containers, monitors, netns), berth.runtime, berth.snapshots, berth.util,
 berth.errors. Not lifecycle: it calls this.
 """
 
@@ -17,11 +20,13 @@ import contextlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from berth.engine import monitors
 from berth.engine import netns as netns_mod
-from berth.engine.containers import ContainerStore
+from berth.engine.containers import ContainerStore, Status
 from berth.errors import BerthError
 from berth.runtime import api as runtime
 from berth.snapshots.store import Snapshotter
@@ -32,25 +37,47 @@ _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: Path,
                      netns_of: Callable[[str], Path], socket_of: Callable[[str], Path]) -> list[str]:
-    """Remove what interrupted creates and removals left; returns one note per container swept."""
+    """Remove what interrupted creates and removals left, roll back interrupted starts; returns one note per
+    container."""
     notes: list[str] = []
     present = set(os.listdir(store.root))
     for entry in sorted(present):
         d = store.dir_of(entry)
         if not d.is_dir() or ((d / "config.json").exists() and (d / "state.json").exists()):
             continue
-        rootfs = d / "bundle" / "rootfs"
-        if os.path.ismount(rootfs):
-            with contextlib.suppress(OSError):
-                linux.umount(str(rootfs), linux.MNT_DETACH)
-        _forget(entry, snapshots, state_root, netns_of, socket_of)
+        _unmount_rootfs(d)
+        if entry.startswith(".removing-"):
+            entry = entry.removeprefix(".removing-")
+            notes.append(f"finished removing container {entry[:12]}, whose removal a crash interrupted")
+        else:
+            notes.append(f"removed container {entry[:12]}, whose create a crash interrupted")
+        if _CONTAINER_ID.fullmatch(entry):
+            _forget(entry, snapshots, state_root, netns_of, socket_of)
         shutil.rmtree(d, ignore_errors=True)
-        notes.append(f"removed container {entry[:12]}, whose create or removal a crash interrupted")
     for key in snapshots.snapshot_keys():
         if _CONTAINER_ID.fullmatch(key) and key not in present:
             _forget(key, snapshots, state_root, netns_of, socket_of)
             notes.append(f"removed the snapshot of container {key[:12]}, whose create a crash interrupted")
+    for c in list(store.all()):
+        if c.state.status is Status.CREATED and monitors.alive(socket_of(c.id)):
+            with contextlib.suppress(BerthError, OSError):
+                runtime.delete(c.id, str(state_root), force=True)
+            deadline = time.monotonic() + 5
+            while monitors.alive(socket_of(c.id)) and time.monotonic() < deadline:
+                time.sleep(0.05)     # the monitor reaps, writes exit.json and leaves
+            for name in ("exit.json", "started.json"):
+                (c.dir / name).unlink(missing_ok=True)
+            netns_mod.remove(netns_of(c.id))
+            _unmount_rootfs(c.dir)
+            notes.append(f"rolled back the start of container {c.short_id}, which a crash interrupted")
     return notes
+
+
+def _unmount_rootfs(record_dir: Path) -> None:
+    rootfs = record_dir / "bundle" / "rootfs"
+    if os.path.ismount(rootfs):
+        with contextlib.suppress(OSError):
+            linux.umount(str(rootfs), linux.MNT_DETACH)
 
 
 def _forget(container_id: str, snapshots: Snapshotter, state_root: Path, netns_of: Callable[[str], Path],
