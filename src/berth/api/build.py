@@ -205,8 +205,12 @@ async def build(request: web.Request) -> web.StreamResponse:
     def run() -> str:
         ctx = Path(tempfile.mkdtemp(prefix="ctx-", dir=work))
         try:
-            receive_context(body, ctx, DEFAULT_CONTEXT_LIMIT)
-            result = builder.build(ctx, options, emit)
+            started = time.monotonic()
+            received = receive_context(body, ctx, DEFAULT_CONTEXT_LIMIT)
+            unpacked = time.monotonic()
+            result = builder.build(received, options, emit)
+            log.info("build %s: context %d bytes unpacked in %.3f s, built in %.3f s", result.image.hex[:12],
+                     received.size, unpacked - started, time.monotonic() - unpacked)
         finally:
             # Removing a big context costs as much as unpacking it: do it after the client has its answer
             # (a crash before it is done leaves a ctx- directory that the next start removes).

@@ -29,6 +29,7 @@ from berth.build.cache import BuildCache, cache_key
 from berth.build.commit import ImageWriter, StepImage, scratch
 from berth.build.executor import BaseImages, RunStep, StepFailed, StepRunner
 from berth.build.instructions import Dispatcher, StageState
+from berth.build.intake import Context
 from berth.build.plan import Plan, Stage, plan_build
 from berth.errors import InvalidArgument, NotFound
 from berth.oci.descriptor import Platform
@@ -69,7 +70,7 @@ class Builder:
         self._parents = parents
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def build(self, context: Path, options: BuildOptions, emit: Emit) -> BuildResult:
+    def build(self, context: Context, options: BuildOptions, emit: Emit) -> BuildResult:
         text = _read_dockerfile(context, options.dockerfile)
         plan = plan_build(text, options.target, options.build_args, extra_steps=len(options.labels))
         allowed_cache = self._cache_from_ancestry(options.cache_from) if options.cache_from else None
@@ -128,12 +129,13 @@ _PROXY = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
           "no_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _read_dockerfile(context: Path, name: str) -> str:
+def _read_dockerfile(context: Context, name: str) -> str:
     rel = name.lstrip("/")
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}")
-    path = context.joinpath(*parts)
+    path = context.root.joinpath(*parts)
+    context.materialize([path])
     # the context directory is ours and its symlinks may point anywhere: never follow one for the Dockerfile
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -147,9 +149,11 @@ def _read_dockerfile(context: Path, name: str) -> str:
 class _Session:
     """One build: the stages' states and the step counter."""
 
-    def __init__(self, builder: Builder, context: Path, options: BuildOptions, plan: Plan, emit: Emit,
+    def __init__(self, builder: Builder, context: Context, options: BuildOptions, plan: Plan, emit: Emit,
                  allowed_cache: set[Digest] | None) -> None:
-        self.builder, self.context, self.options, self.plan, self.emit = builder, context, options, plan, emit
+        self.builder, self.options, self.plan, self.emit = builder, options, plan, emit
+        self.received = context
+        self.context = context.root
         self.allowed_cache = allowed_cache
         self.done: dict[int, StepImage] = {}
         self.step = 0
@@ -217,6 +221,12 @@ class _Session:
     @property
     def work(self) -> Path:
         return self.builder.work
+
+    def materialize(self, paths: Sequence[Path]) -> None:
+        self.received.materialize(paths)
+
+    def digest_of(self, path: Path) -> str | None:
+        return self.received.digest_of(path)
 
     def external_image(self, name: str) -> StepImage:
         """COPY --from=<image>: a local image, pulled when missing."""

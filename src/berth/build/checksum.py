@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -36,8 +36,9 @@ def walk_entries(top: Path) -> Iterator[tuple[str, os.stat_result]]:
                 stack.append(child)
 
 
-def source_checksum(sources: Sequence[Path]) -> str:
-    """`file:<hex>`, `dir:<hex>` or `multi:<hex>` of the given context paths."""
+def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | None] = lambda _: None) -> str:
+    """`file:<hex>`, `dir:<hex>` or `multi:<hex>` of the given paths. digest_of may know a file's sha256 already
+    (the context hashed its files as they arrived); other files are read."""
     total = hashlib.sha256()
     for src in sources:
         h = hashlib.sha256()
@@ -46,9 +47,15 @@ def source_checksum(sources: Sequence[Path]) -> str:
             link = os.readlink(src / rel) if stat.S_ISLNK(st.st_mode) else ""
             h.update(f"{rel}\0{kind}\0{stat.S_IMODE(st.st_mode):o}\0{link}\0".encode("utf-8", "surrogateescape"))
             if stat.S_ISREG(st.st_mode):
-                with open(src / rel, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
-                    while chunk := f.read(_CHUNK):
-                        h.update(chunk)
+                known = digest_of(src / rel if rel != "." else src)
+                if known is not None:
+                    h.update(bytes.fromhex(known))
+                else:
+                    content = hashlib.sha256()
+                    with open(src / rel, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+                        while chunk := f.read(_CHUNK):
+                            content.update(chunk)
+                    h.update(content.digest())
                 h.update(b"\0")
         total.update(h.digest())
         single = h.hexdigest()

@@ -67,6 +67,8 @@ class Steps(Protocol):
     def finish_container(self, container_id: str) -> None: ...
     def stage_image(self, ref: str) -> StepImage | None: ...
     def external_image(self, name: str) -> StepImage: ...
+    def materialize(self, paths: Sequence[Path]) -> None: ...
+    def digest_of(self, path: Path) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -364,7 +366,7 @@ class Dispatcher:
             if len(sources) > 1 and not dest_path.endswith("/"):
                 raise InvalidArgument(f"When using {word} with more than one source file, the destination must be "
                                       f"a directory and end with a /")
-            checksum = source_checksum(sources)
+            checksum = source_checksum(sources, self._s.digest_of)
             # dockerd 20.10's text: the --chown value runs into the checksum, dest as written
             chown_text = f"--chown={flags['chown']}" if flags.get("chown") else ""
             created_by = f"{' '.join(self._st.config.shell or DEFAULT_SHELL)} #(nop) {word} {chown_text}{checksum} " \
@@ -372,6 +374,7 @@ class Dispatcher:
             key_text = created_by + "\0" + repr(sorted(flags.items())) + "\0" + _config_key(self._st.config)
             hit = self._s.cached(parent, key_text, checksum)
             if hit is None:
+                self._s.materialize(sources)
                 with self._s.snapshot(parent) as (key, mnt):
                     owner = lookup_owner(mnt, flags["chown"]) if flags.get("chown") else ROOT
                     with RootWriter(mnt) as root:
