@@ -351,3 +351,20 @@ def test_cp_reaches_volumes_and_bind_mounts(b: PrivateBerthd, tmp_path: Path, ho
     finally:
         b.docker("rm", "-f", "-v", "cpvol")
         b.docker("volume", "rm", "cpvolume", check=False)
+
+
+@pytest.mark.root
+def test_cp_of_a_file_bind_mount(b: PrivateBerthd, tmp_path: Path) -> None:  # noqa: F811
+    (tmp_path / "conf").write_text("bound file\n")
+    run_d(b, "cpfile", "-v", f"{tmp_path / 'conf'}:/etc/app.conf", "busybox", "sleep", "1000")
+    try:
+        data, st = _get(client(b), "cpfile", "/etc/app.conf")
+        assert _members(data) == [("app.conf", "file")] and st["size"] == 11
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            assert tf.extractfile("app.conf").read() == b"bound file\n"  # type: ignore[union-attr]
+        with pytest.raises(docker.errors.APIError, match="extraction point is not a directory"):
+            client(b).put_archive("cpfile", "/etc/app.conf", _tar([("x", b"x", 0o644, 0, 0)]))
+        with pytest.raises(docker.errors.NotFound, match="Could not find the file /etc/app.conf/x"):
+            client(b).get_archive("cpfile", "/etc/app.conf/x")
+    finally:
+        b.docker("rm", "-f", "cpfile")

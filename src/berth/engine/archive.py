@@ -160,7 +160,8 @@ def _mount_under(c: Container, where: str) -> tuple[MountPoint, str] | None:
 
 
 @contextlib.contextmanager
-def _view(root: int, c: Container, path: str, follow_last: bool) -> Iterator[tuple[int, str, MountPoint | None]]:
+def _view(root: int, c: Container, path: str, ref: str,
+          follow_last: bool) -> Iterator[tuple[int, str, MountPoint | None]]:
     """(directory fd to work from, path relative to it, the mount it is in): the container's root, or the volume
     or bind mount that path lies in, as the container sees it."""
     abs_path = absolute(path)
@@ -177,7 +178,16 @@ def _view(root: int, c: Container, path: str, follow_last: bool) -> Iterator[tup
     source = m.host_path if m.type is MountType.VOLUME else m.source
     if not follow_last and base in ("", "."):
         rest = rest.rstrip("/") + "/" + base if base else rest.rstrip("/") + "/"
-    fd = os.open(source, _DIR | os.O_NOFOLLOW)
+    if not os.path.isdir(source):
+        # a file bound onto the path (-v /host/file:/etc/file): work from its directory, on that one name
+        if rest.strip("/"):
+            raise _not_found(path, ref)
+        source, rest = os.path.split(source.rstrip("/"))
+        rest = "/" + rest
+    try:
+        fd = os.open(source, _DIR | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise NotFound(f"the source of the mount at {m.destination} is gone: {exc.strerror}") from exc
     try:
         yield fd, rest, m
     finally:
@@ -208,7 +218,7 @@ def _stat(root: int, inner: str, path: str, ref: str, mount: MountPoint | None) 
 
 def stat_path(containers: ContainerService, snapshots: Snapshotter, c: Container, path: str, ref: str) -> PathStat:
     """HEAD /containers/{id}/archive: the stat of path (NotFound in Docker's words when it is missing)."""
-    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, False) as (root, inner, mount):
+    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, ref, False) as (root, inner, mount):
         return _stat(root, inner, path, ref, mount)[0]
 
 
@@ -216,7 +226,7 @@ def read_archive(containers: ContainerService, snapshots: Snapshotter, c: Contai
                  on_stat: Callable[[PathStat], None], out: BinaryIO) -> None:
     """GET /containers/{id}/archive: on_stat(stat) once the path is found, then a tar of it on out, its entries
     named after the path's last element as Docker names them."""
-    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, False) as (root, inner, mount):
+    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, ref, False) as (root, inner, mount):
         st, rel_dir, base = _stat(root, inner, path, ref, mount)
         on_stat(st)
         with _opened(root, rel_dir, path, ref) as dfd:
@@ -239,7 +249,7 @@ def write_archive(containers: ContainerService, snapshots: Snapshotter, c: Conta
                   body: BinaryIO, options: PutOptions) -> int:
     """PUT /containers/{id}/archive: extract the (uncompressed) tar body into the directory at path, which must
     exist; returns the number of entries."""
-    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, True) as (root, inner, mount):
+    with _root(containers, snapshots, c) as rootfs, _view(rootfs, c, path, ref, True) as (root, inner, mount):
         if mount is None and c.config.readonly_rootfs:
             raise Forbidden("container rootfs is marked read-only")
         if mount is not None and mount.read_only:
