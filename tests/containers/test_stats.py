@@ -175,6 +175,33 @@ def test_the_reader_for_this_hosts_cgroups_sees_a_busy_process(busy_cgroup: tupl
     assert s.system_cpu > 0 and s.online_cpus >= 1 and s.host_memory > 0
 
 
+@pytest.mark.root
+def test_the_v2_reader_against_a_real_cgroup2_directory() -> None:
+    """On a v1 host with systemd's hybrid layout, /sys/fs/cgroup/unified is a real cgroup2 hierarchy without
+    controllers: its cpu.stat is the kernel's own v2 format (on a v2 host the test above covers v2)."""
+    unified = Path("/sys/fs/cgroup/unified")
+    if host_hierarchies()[0] == 2 or not (unified / "cgroup.procs").exists():
+        pytest.skip("no hybrid cgroup2 hierarchy at /sys/fs/cgroup/unified")
+    d = unified / f"berth-stats-v2-{secrets.token_hex(4)}"
+    d.mkdir()
+    proc = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+    try:
+        (d / "cgroup.procs").write_text(str(proc.pid))
+        time.sleep(0.5)
+        u = stats.read_v2(str(d))
+        assert u.version == 2 and u.cpu.total > 100_000_000
+        assert u.cpu.user + u.cpu.kernel == pytest.approx(u.cpu.total, rel=0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for _ in range(100):
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.01)
+
+
 def test_cgroup_of_a_gone_process_is_not_found() -> None:
     from berth.errors import NotFound
     with pytest.raises(NotFound):
