@@ -418,3 +418,32 @@ def test_volumes_and_their_use_survive_a_daemon_restart(b: PrivateBerthd) -> Non
     assert out(b, "-v", "durable:/x", "busybox", "cat", "/x/f") == "before\n"
     b.docker("rm", "-fv", "holder")
     assert volumes(b) == {"durable"}
+
+
+@pytest.mark.parametrize("runtime", ["berth", "runc", "crun"])
+def test_mounts_nest_parent_first_and_replace_defaults_under_every_runtime(b: PrivateBerthd, tmp_path: Path,
+                                                                           runtime: str) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.1.2.3 mine\n")
+    script = ("echo in-b > /x/y/f; echo in-a > /x/g; cat /etc/hosts; grep -E ' /dev/shm ' /proc/mounts; "
+              "touch /r/f 2>&1; stat -c %a /t")
+    text = out(b, "--runtime", runtime, "-v", "outer:/x", "-v", "inner:/x/y", "-v", f"{hosts}:/etc/hosts:ro",
+               "--tmpfs", "/dev/shm:size=3m", "-v", "outer:/r:ro", "--mount", "type=tmpfs,dst=/t,tmpfs-mode=700",
+               "busybox", "sh", "-c", script)
+    assert text.splitlines() == ["10.1.2.3 mine", "tmpfs /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size=3072k 0 0",
+                                 "touch: /r/f: Read-only file system", "700"]
+    outer = Path(json.loads(b.docker("volume", "inspect", "outer").stdout)[0]["Mountpoint"])
+    inner = Path(json.loads(b.docker("volume", "inspect", "inner").stdout)[0]["Mountpoint"])
+    assert (inner / "f").read_text() == "in-b\n" and (outer / "g").read_text() == "in-a\n"
+    assert (outer / "y").is_dir() and not (outer / "y" / "f").exists()
+    assert hosts.read_text() == "10.1.2.3 mine\n"
+
+
+def test_concurrent_first_uses_of_a_volume_copy_it_up_once(b: PrivateBerthd) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = out(b, "busybox", "sh", "-c", "ls -R /usr | wc -l")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: run(b, "--rm", "-v", "race:/usr", "busybox", "sh", "-c",
+                                              "ls -R /usr | wc -l"), range(4)))
+    assert [(r.returncode, r.stdout.decode()) for r in results] == [(0, expected)] * 4, [r.stderr for r in results]
