@@ -447,3 +447,34 @@ def test_concurrent_first_uses_of_a_volume_copy_it_up_once(b: PrivateBerthd) -> 
         results = list(pool.map(lambda _: run(b, "--rm", "-v", "race:/usr", "busybox", "sh", "-c",
                                               "ls -R /usr | wc -l"), range(4)))
     assert [(r.returncode, r.stdout.decode()) for r in results] == [(0, expected)] * 4, [r.stderr for r in results]
+
+
+def test_compose_1_29_s_volume_calls(b: PrivateBerthd, tmp_path: Path) -> None:
+    """The calls docker-compose 1.29 makes for a named volume and a bind (../shared/reference/engine-api-calls.md
+    §3), raw: look the volume up, create it with the project's labels, a container with Binds and Volumes, then
+    `down -v`."""
+    labels = {"com.docker.compose.project": "cproj", "com.docker.compose.volume": "data",
+              "com.docker.compose.version": "1.29.2"}
+    assert b.api("GET", "/v1.41/volumes/cproj_data")[0] == 404
+    status, body = b.api("POST", "/v1.41/volumes/create",
+                         json.dumps({"Name": "cproj_data", "Driver": None, "DriverOpts": None,
+                                     "Labels": labels}).encode())
+    assert status == 201 and json.loads(body)["Labels"] == labels
+    create = {"Image": "busybox", "Cmd": ["sh", "-c", "cat /host/h; echo up > /data/f"],
+              "Volumes": {"/host": {}, "/data": {}},
+              "HostConfig": {"NetworkMode": "default", "VolumesFrom": [], "Links": [],
+                             "Binds": [f"{tmp_path}:/host:ro", "cproj_data:/data:rw"]}}
+    (tmp_path / "h").write_text("project dir\n")
+    status, body = b.api("POST", "/v1.41/containers/create?name=cproj_web_1", json.dumps(create).encode())
+    assert status == 201, body
+    cid = json.loads(body)["Id"]
+    assert b.api("POST", f"/v1.41/containers/{cid}/start")[0] == 204
+    assert b.api("POST", f"/v1.41/containers/{cid}/wait")[0] == 200
+    c = inspect(b, cid)
+    assert sorted((m["Destination"], m["Type"], m["Mode"], m["RW"]) for m in c["Mounts"]) == \
+        [("/data", "volume", "rw", True), ("/host", "bind", "ro", False)]  # type: ignore[attr-defined]
+    assert b.docker("logs", cid).stdout == b"project dir\n"
+    assert volumes(b) == {"cproj_data"}                    # Volumes entries under a bind make no anonymous volume
+    assert b.api("DELETE", f"/v1.41/containers/{cid}?v=True&link=False&force=False")[0] == 204
+    assert b.api("DELETE", "/v1.41/volumes/cproj_data")[0] == 204
+    assert volumes(b) == set()
