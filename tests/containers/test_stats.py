@@ -285,6 +285,18 @@ def test_stats_of_a_stopped_or_unknown_container(b: PrivateBerthd) -> None:  # n
 
 
 @pytest.mark.root
+def test_network_counters_are_the_containers_own(b: PrivateBerthd) -> None:  # noqa: F811
+    run_d(b, "netown", "busybox", "sleep", "1000")
+    run_d(b, "nethost", "--network", "host", "busybox", "sleep", "1000")
+    try:
+        own = client(b).stats("netown", stream=False, one_shot=True)
+        assert set(own.get("networks", {})) <= {"eth0"}       # the container's netns: no host interface
+        assert "networks" not in client(b).stats("nethost", stream=False, one_shot=True)
+    finally:
+        b.docker("rm", "-f", "netown", "nethost")
+
+
+@pytest.mark.root
 @pytest.mark.slow
 def test_a_stats_stream_ends_when_the_container_stops(b: PrivateBerthd) -> None:  # noqa: F811
     run_d(b, "brief", "busybox", "sleep", "2")

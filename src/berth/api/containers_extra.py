@@ -18,6 +18,7 @@ import json
 import stat
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, BinaryIO, cast
 
 from aiohttp import web
@@ -42,9 +43,12 @@ def _sample(c: Container) -> stats.Sample | None:
     if not _live(c):
         return None
     try:
-        return stats.sample(stats.cgroup_of(c.state.pid), c.state.pid)
+        sample = stats.sample(stats.cgroup_of(c.state.pid), c.state.pid)
     except NotFound:
         return None   # it exited between the check and the read
+    if c.config.network_mode == "host":
+        return replace(sample, networks={})   # the host's interfaces are not the container's (dockerd shows none)
+    return sample
 
 
 async def container_stats(request: web.Request) -> web.StreamResponse:
