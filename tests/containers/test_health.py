@@ -260,3 +260,23 @@ def test_health_survives_a_kill_9_of_berthd_and_probing_resumes() -> None:
         d.docker("exec", "hkeep", "rm", "/tmp/ok")
         _until(lambda: _status(d, "hkeep") == "unhealthy")
         d.docker("rm", "-f", "hkeep")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_probing_pauses_with_the_container_and_goes_on_after_unpause(b: PrivateBerthd) -> None:
+    b.docker("run", "-d", "--name", "hpause", "--health-cmd", "true", "--health-interval", "200ms", "busybox",
+             "sleep", "1000")
+    _until(lambda: _status(b, "hpause") == "healthy")
+    b.docker("pause", "hpause")
+    time.sleep(0.5)
+    h = _health(b, "hpause")
+    assert h is not None
+    frozen = h["Log"][-1]["Start"]
+    time.sleep(0.8)
+    h = _health(b, "hpause")
+    assert h is not None and h["Log"][-1]["Start"] == frozen      # no probes into a frozen container
+    b.docker("unpause", "hpause")
+    _until(lambda: (_health(b, "hpause") or {})["Log"][-1]["Start"] > frozen, 5)
+    assert _status(b, "hpause") == "healthy"
+    b.docker("rm", "-f", "hpause")

@@ -574,7 +574,7 @@ class ContainerService:
                 c = self.store.load(container_id)
             except NotFound:
                 return None
-            if c.state.status is not Status.RUNNING:
+            if c.state.status not in (Status.RUNNING, Status.PAUSED):   # paused while its probe ran: still kept
                 return None
             return self.store.save_state(c, replace(c.state, health=change(c)))
 
