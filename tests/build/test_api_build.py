@@ -141,7 +141,7 @@ def test_a_failing_run_reports_its_code_and_output_tags_nothing_and_leaves_nothi
     ("FROM busybox\nCOPY missing.txt /x\n", {}, "file not found in build context"),
     ("FROM busybox\nCOPY *.nothing /x/\n", {}, "no source files were specified"),
     ("FROM busybox\nFROBNICATE now\n", {}, "unknown instruction"),
-    ("FROM no-such-image-here:1\nRUN true\n", {}, "no-such-image-here"),
+    ("FROM 127.0.0.1:1/no-such-image-here:1\nRUN true\n", {}, "no-such-image-here"),
     ("FROM busybox\nCOPY --chown=nosuchuser a /a\n", {"a": "a"}, "nosuchuser"),
     ("FROM busybox\nCOPY a b /notadir\n", {"a": "a", "b": "b"}, "must be a directory"),
 ])
@@ -236,3 +236,22 @@ def test_build_query_parameters_as_the_20_10_cli_sends_them(b: PrivateBerthd, tm
     items = api_build(b, ctx, query)
     assert items[-1] == {"stream": "Successfully tagged params:1\n"}
     assert {"aux": {"ID": json.loads(b.docker("image", "inspect", "params:1").stdout)[0]["Id"]}} in items
+
+
+@pytest.mark.interop
+def test_from_an_image_that_is_not_local_pulls_it_through_the_engine(b: PrivateBerthd, tmp_path: Path) -> None:
+    from tests.distribution.registry import ReferenceRegistry
+    from tests.images.archives import docker_archive, simple_layer
+    from tests.peers import busybox_rootfs_tar
+
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(docker_archive([busybox_rootfs_tar(), simple_layer({"hello.txt": b"pulled\n"})],
+                                       tags=["x:1"], cmd=("cat", "/hello.txt")))
+    with ReferenceRegistry(tmp_path) as reg:
+        reg.seed(archive, "team/base:1")
+        ctx = context(tmp_path / "ctx", f"FROM {reg.host}/team/base:1\nRUN cat /hello.txt > /copy\n")
+        _, out, _ = build(b, ctx, "-t", "pulled-base:1")
+        assert "Pulling from team/base" in out or "Downloaded newer image" in out, out
+        assert run(b, "pulled-base:1", "cat", "/copy") == "pulled\n"
+        _, out, _ = build(b, ctx, "-t", "pulled-base:1", "--pull")      # --pull asks again: up to date
+        assert "Image is up to date" in out

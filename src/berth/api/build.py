@@ -14,6 +14,7 @@ ContainerService (same isolation as `docker run`), FROM pulls go through the eng
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -28,6 +29,7 @@ from typing import Any, BinaryIO, cast
 from aiohttp import web
 
 from berth.api.app import Router, engine_of, prepare_headers
+from berth.api.distribution import GoJsonLines, _pull_one, registry_hosts
 from berth.api.params import boolean, integer
 from berth.api.streams import BodyReader, JsonLines, blocking
 from berth.build.builder import Builder, BuildOptions
@@ -35,10 +37,13 @@ from berth.build.cache import BuildCache
 from berth.build.commit import ImageWriter
 from berth.build.executor import RunOutcome, RunStep, StepFailed
 from berth.build.intake import DEFAULT_CONTEXT_LIMIT, receive_context
+from berth.distribution.client import Registry
+from berth.distribution.credentials import AuthConfig, server_key
 from berth.engine.containers import ContainerConfig, Status
 from berth.engine.engine import Engine
 from berth.engine.lifecycle import CreateRequest
 from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.oci.descriptor import Platform
 from berth.oci.digest import Digest
 from berth.oci.reference import Reference
 
@@ -106,6 +111,53 @@ def _relay(path: Path, pos: int, on_output: Callable[[bytes], None]) -> int:
         if text:
             on_output(text.encode())
     return pos + end + 1
+
+
+class EnginePuller:
+    """FROM (or COPY --from) an image that is not local, or --pull: the engine's pull, its progress in the build's
+    stream. Credentials come from the build's X-Registry-Config ({registry: authconfig}, base64url JSON)."""
+
+    def __init__(self, request: web.Request, lines: JsonLines, resp: web.StreamResponse,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._request, self._lines, self._resp, self._loop = request, lines, resp, loop
+        self._auths = _registry_config(request.headers.get("X-Registry-Config", ""))
+
+    def pull(self, name: str, platform: str, on_progress: Callable[[dict[str, object]], None]) -> None:
+        # on_progress is for callers off the event loop; the pull runs on it and writes the stream directly
+        asyncio.run_coroutine_threadsafe(self._pull(name, platform), self._loop).result()
+
+    async def _pull(self, name: str, platform_text: str) -> None:
+        engine = engine_of(self._request)
+        ref = Reference.parse(name)
+        auth = self._auths.get(server_key(ref.domain)) or self._auths.get(ref.domain) or AuthConfig()
+        platform = Platform.parse(platform_text) if platform_text else None
+        lines = GoJsonLines(self._lines, self._resp)
+        async with Registry(registry_hosts(self._request), ref.domain, auth) as registry:
+            await registry.ping()
+            with engine.blobs.lease() as lease:
+                try:
+                    await lines.send({"status": f"Pulling from {ref.path}",
+                                      "id": str(ref.digest) if ref.digest else ref.tag})
+                    await _pull_one(engine, registry, lease, ref, platform, lines, None, announce=True)
+                except BaseException:
+                    lease.release()
+                    await asyncio.to_thread(engine.images.collect_garbage)
+                    raise
+
+
+def _registry_config(header: str) -> dict[str, AuthConfig]:
+    if not header.strip():
+        return {}
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        try:
+            raw = json.loads(base64.b64decode(header + "=" * (-len(header) % 4)))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidArgument("invalid X-Registry-Config header: expected base64url-encoded JSON") from exc
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): AuthConfig.from_json(v) for k, v in raw.items() if isinstance(v, dict)}
 
 
 def builder_of(request: web.Request) -> Builder:
@@ -208,7 +260,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             started = time.monotonic()
             received = receive_context(body, ctx, DEFAULT_CONTEXT_LIMIT)
             unpacked = time.monotonic()
-            result = builder.build(received, options, emit)
+            result = builder.build(received, options, emit, bases=puller)
             log.info("build %s: context %d bytes unpacked in %.3f s, built in %.3f s", result.image.hex[:12],
                      received.size, unpacked - started, time.monotonic() - unpacked)
         finally:
@@ -218,6 +270,7 @@ async def build(request: web.Request) -> web.StreamResponse:
                              name="build-context-cleanup", daemon=True).start()
         return str(result.image)
 
+    puller = EnginePuller(request, lines, resp, loop)
     try:
         image_id = await blocking(run)
         if quiet:

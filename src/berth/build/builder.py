@@ -31,7 +31,7 @@ from berth.build.executor import BaseImages, RunStep, StepFailed, StepRunner
 from berth.build.instructions import Dispatcher, StageState
 from berth.build.intake import Context
 from berth.build.plan import Plan, Stage, plan_build
-from berth.errors import InvalidArgument, NotFound
+from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.oci.descriptor import Platform
 from berth.oci.digest import Digest
 from berth.oci.reference import Reference
@@ -70,11 +70,14 @@ class Builder:
         self._parents = parents
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def build(self, context: Context, options: BuildOptions, emit: Emit) -> BuildResult:
+    def build(self, context: Context, options: BuildOptions, emit: Emit,
+              bases: BaseImages | None = None) -> BuildResult:
+        """Build; bases pulls images FROM names that are not local (this build's credentials), else the
+        builder's own puller, if any."""
         text = _read_dockerfile(context, options.dockerfile)
         plan = plan_build(text, options.target, options.build_args, extra_steps=len(options.labels))
         allowed_cache = self._cache_from_ancestry(options.cache_from) if options.cache_from else None
-        session = _Session(self, context, options, plan, emit, allowed_cache)
+        session = _Session(self, context, options, plan, emit, allowed_cache, bases or self._bases)
         image = session.run()
         if image.id is None:
             raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
@@ -150,8 +153,9 @@ class _Session:
     """One build: the stages' states and the step counter."""
 
     def __init__(self, builder: Builder, context: Context, options: BuildOptions, plan: Plan, emit: Emit,
-                 allowed_cache: set[Digest] | None) -> None:
+                 allowed_cache: set[Digest] | None, bases: BaseImages | None) -> None:
         self.builder, self.options, self.plan, self.emit = builder, options, plan, emit
+        self.bases = bases
         self.received = context
         self.context = context.root
         self.allowed_cache = allowed_cache
@@ -198,20 +202,30 @@ class _Session:
         return state.image
 
     def _base(self, stage: Stage) -> StepImage:
+        try:
+            return self._find_base(stage)
+        except BerthError as exc:
+            try:
+                wrapped = type(exc)(f"FROM {stage.base}: {exc} (Dockerfile line {stage.from_line})")
+            except TypeError:   # a subclass with its own constructor
+                raise exc from None
+            raise wrapped from exc
+
+    def _find_base(self, stage: Stage) -> StepImage:
         name = stage.base
         if name.lower() == "scratch":
             return scratch(Platform.parse(self.options.platform) if self.options.platform else None)
         earlier = self.stage_image(name) if stage.base_is_stage else None
         if earlier is not None:
             return earlier
-        if self.options.pull and self.builder.bases is not None:
-            self.builder.bases.pull(name, self.options.platform, self.emit)
+        if self.options.pull and self.bases is not None:
+            self.bases.pull(name, self.options.platform, self.emit)
         try:
             return self.builder.writer.load(name)
         except NotFound:
-            if self.builder.bases is None or self.options.pull:
+            if self.bases is None or self.options.pull:
                 raise
-        self.builder.bases.pull(name, self.options.platform, self.emit)
+        self.bases.pull(name, self.options.platform, self.emit)
         return self.builder.writer.load(name)
 
     @property
@@ -233,9 +247,9 @@ class _Session:
         try:
             return self.builder.writer.load(name)
         except NotFound:
-            if self.builder.bases is None:
+            if self.bases is None:
                 raise
-        self.builder.bases.pull(name, self.options.platform, self.emit)
+        self.bases.pull(name, self.options.platform, self.emit)
         return self.builder.writer.load(name)
 
     # step machinery used by the dispatcher ---------------------------------------------------------------
