@@ -79,7 +79,7 @@ def _mutated(bundles: Bundles, mutate: Any) -> Path:
     (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_SYS_RESOURCE"),
      ["cannot grant capabilities", "CAP_SYS_RESOURCE"]),
     (lambda c: c["process"].update(args=[]), ["process.args"]),
-    (lambda c: c["process"].update(args=["/no/such/program"]), ["/no/such/program", "no such executable"]),
+    (lambda c: c["process"].update(args=["/no/such/program"]), ["/no/such/program", "no such file or directory"]),
     (lambda c: c["process"].update(args=["nosuchprogram"]), ["executable file not found in $PATH"]),
     (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_EXPLODE"}), ["unknown seccomp default action"]),
 ], ids=["namespace", "fstype", "relative-dest", "bind-source", "rootfs", "duplicate-ns", "ns-path", "sysctl",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from berth import __version__
 from berth.cli.context import Ctx, UsageError
+from berth.cli.ctable import register as _register_container_commands
 from berth.errors import BerthError
 
 TYPE_CHECKING = False
@@ -43,6 +44,9 @@ class _Parser(argparse.ArgumentParser):
             names, _, detail = message.removeprefix("argument ").partition(": ")
             if detail == "expected one argument":
                 message = f"flag needs an argument: {names.split('/')[-1]}"
+            elif "\0" in detail:  # a value type's error carrying the value: 'VALUE\0detail' (cli/createopts)
+                value, _, why = detail.partition("\0")
+                message = f'invalid argument "{value}" for "{names.replace("/", ", ")}" flag: {why}'
             else:
                 message = f'invalid argument for "{names.replace("/", ", ")}" flag: {detail}'
         raise UsageError(f"{message}\n\nUsage:  {self.usage}\n\nRun '{self.prog} --help' for more information")
@@ -51,14 +55,15 @@ class _Parser(argparse.ArgumentParser):
 class Command:
     """A command's usage line, summary, flag setup, handler, and how many positionals it takes."""
 
-    __slots__ = ("usage", "summary", "setup", "run", "positional", "nargs")
+    __slots__ = ("usage", "summary", "setup", "run", "positional", "nargs", "interspersed")
 
     def __init__(self, usage: str, summary: str, setup: Callable[[argparse.ArgumentParser], None],
                  run: Callable[[Ctx, argparse.Namespace], int], positional: str = "",
-                 nargs: tuple[int, int | None] = (0, 0)) -> None:
+                 nargs: tuple[int, int | None] = (0, 0), interspersed: bool = True) -> None:
         self.usage, self.summary, self.setup, self.run = usage, summary, setup, run
         self.positional = positional  # dest of the positional list, checked against nargs
         self.nargs = nargs
+        self.interspersed = interspersed  # False: flags stop at the first argument (run IMAGE CMD -flags...)
 
 
 def _lazy(module: str, name: str) -> Callable[[Ctx, argparse.Namespace], int]:
@@ -245,6 +250,10 @@ GROUPS: dict[str, dict[str, Command]] = {
               "remove": RMI, "save": SAVE, "load": LOAD, "import": IMPORT, "prune": PRUNE, "bootstrap": BOOTSTRAP},
     "system": {"info": INFO},
 }
+_register_container_commands(TOP, GROUPS, Command, _lazy)
+TOP["build"] = GROUPS["image"]["build"] = Command(  # flags and code in berth.cli.build, imported when it runs
+    "build [OPTIONS] PATH | URL | -", "Build an image from a Dockerfile",
+    lambda p: __import__("berth.cli.build", fromlist=["setup"]).setup(p), _lazy("build", "run_build"), "context", (1, 1))
 
 
 # ---- dispatch -------------------------------------------------------------------------------------------------
@@ -279,7 +288,8 @@ def _overview() -> str:
     lines = [f"Usage:  {PROG} [OPTIONS] COMMAND", "", "A Docker-compatible container engine", "", "Commands:"]
     for name, cmd in TOP.items():
         lines.append(f"  {name:<10}{cmd.summary}")
-    lines += ["", "Management Commands:", "  image     Manage images", "  system    Manage berth", "",
+    lines += ["", "Management Commands:", "  container Manage containers", "  image     Manage images",
+              "  network   Manage networks", "  system    Manage berth", "  volume    Manage volumes", "",
               "  registry  Run berth's registry server (serve, gc)", "",
               f"Run '{PROG} COMMAND --help' for more information on a command."]
     return "\n".join(lines) + "\n"
@@ -329,14 +339,15 @@ def _run(argv: list[str], ctx_factory: Callable[[str | None], Ctx], out: Callabl
         cmd, prog = found, f"{PROG} {word}"
     parser = _Parser(prog=prog, usage=f"{PROG} {cmd.usage}", description=cmd.summary)
     cmd.setup(parser)
-    a = parser.parse_intermixed_args(rest)
+    a = parser.parse_intermixed_args(rest) if cmd.interspersed else parser.parse_args(rest)
     a.called_as = called_as
     if cmd.positional:
         n = len(getattr(a, cmd.positional))
         lo, hi = cmd.nargs
         if n < lo or (hi is not None and n > hi):
+            verb = "See" if hi is None else "Run"   # docker's RequiresMinArgs says "See", the others "Run"
             raise UsageError(_count_message(prog, lo, hi) + f"\n\nUsage:  {PROG} {cmd.usage}\n\n"
-                             f"Run '{prog} --help' for more information", exit_code=1)
+                             f"{verb} '{prog} --help' for more information", exit_code=1)
     ctx = ctx_factory(g.host[-1] if g.host else None)
     try:
         return cmd.run(ctx, a)

@@ -183,6 +183,13 @@ class EngineClient:
             self._conn.close()
             self._conn = None
 
+    def sibling(self) -> EngineClient:
+        """A second connection to the same daemon at the version already negotiated: for a call that must run
+        alongside another (run's wait beside its attach and start)."""
+        other = EngineClient(self.host, self._timeout, self._max_api)
+        other._api = self._api
+        return other
+
     def __enter__(self) -> EngineClient:
         return self
 

@@ -274,7 +274,9 @@ class ContainerService:
                 runtime.delete(c.id, str(self._state_root), force=True)   # a runtime record left by a crash
             self._spawn_monitor(MonitorOptions(
                 c.id, str(bundle), str(self._state_root), str(c.dir), str(sock), tty=c.config.tty,
-                stdin=c.config.open_stdin, stdin_once=c.config.open_stdin and c.config.stdin_once,
+                # moby's CloseStdin = StdinOnce && !Tty: with a tty, a client leaving (detach keys) keeps stdin
+                stdin=c.config.open_stdin, stdin_once=c.config.open_stdin and c.config.stdin_once
+                and not c.config.tty,
                 log_max_size=c.config.log_max_size or -1, log_max_file=c.config.log_max_file,
                 runtime=c.config.runtime))
             undo.callback(self._abort_monitor, c.id)

@@ -355,7 +355,9 @@ def find_executable(name: str, env: tuple[str, ...], cwd: str) -> str:
         path = name if name.startswith("/") else os.path.join(cwd, name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-        raise NotFound(f'exec: "{name}": stat {path}: no such executable file')
+        if os.path.exists(path):   # a directory or a file without x: Go's exec.LookPath says EACCES (126)
+            raise NotFound(f'exec: "{name}": permission denied')
+        raise NotFound(f'exec: "{name}": stat {path}: no such file or directory')
     search = DEFAULT_PATH
     for entry in env:
         if entry.startswith("PATH="):

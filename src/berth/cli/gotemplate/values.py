@@ -147,7 +147,7 @@ def to_json_value(v: Any) -> Any:
     if isinstance(v, GoNil):
         return None
     if isinstance(v, Record):
-        return v.as_dict()
+        return {k: to_json_value(x) for k, x in v.as_dict().items()}
     if isinstance(v, GoValue):
         return v.json_value()
     if isinstance(v, RawList):

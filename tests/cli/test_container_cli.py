@@ -1,0 +1,190 @@
+"""berth's container commands against the real docker CLI, both driving the same private berthd: the same stdout,
+stderr (with "berth" read as "docker") and exit code, ids and times normalised; and the exit codes 125/126/127.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.berthd import PrivateBerthd
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def bd() -> Iterator[PrivateBerthd]:
+    if os.geteuid() != 0:
+        pytest.skip("berthd needs root")
+    with PrivateBerthd() as daemon:
+        status, body = daemon.api("POST", "/berth/images/bootstrap?base=busybox")
+        assert status == 200 and b'"aux"' in body, body
+        yield daemon
+        for cid in daemon.docker("ps", "-aq").stdout.decode().split():
+            daemon.docker("rm", "-f", cid, check=False)
+
+
+def berth(b: PrivateBerthd, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "BERTH_NO_AUTOSTART": "1"}
+    return subprocess.run([sys.executable, "-m", "berth.cli.main", "-H", b.host, *args], input=input,
+                          capture_output=True, env=env, timeout=120)
+
+
+def docker(b: PrivateBerthd, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return b.docker(*args, input=input, check=False)
+
+
+_IDS = re.compile(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b")
+_AGO = re.compile(r"(Less than a second|About a minute|About an hour|an hour|\d+ (second|minute|hour)s?) ago")
+_UP = re.compile(r"Up (Less than a second|About a minute|\d+ seconds?|\d+ minutes)")
+
+
+def norm(text: bytes, berth_side: bool = False) -> str:
+    out = text.decode(errors="replace")
+    if berth_side:
+        out = re.sub(r"(?<![/\w-])berth(?=[ :'\"])", "docker", out)
+    out = _IDS.sub("<id>", out)
+    out = _AGO.sub("<ago>", out)
+    out = _UP.sub("Up <t>", out)
+    return re.sub(r" +", " ", out)   # column widths follow the normalised cells
+
+
+def same(b: PrivateBerthd, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run through both CLIs; stdout, stderr and exit code must match (normalised). Returns berth's result."""
+    d = docker(b, *args, input=input)
+    o = berth(b, *args, input=input)
+    assert (o.returncode, norm(o.stdout, True), norm(o.stderr, True)) == \
+        (d.returncode, norm(d.stdout), norm(d.stderr)), args
+    return o
+
+
+def test_run_rm_prints_output_and_exits_with_the_container_code(bd: PrivateBerthd) -> None:
+    assert berth(bd, "run", "--rm", "busybox", "echo", "hi").stdout == b"hi\n"
+    o = same(bd, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (o.returncode, o.stdout, o.stderr) == (3, b"out\n", b"err\n")
+    assert same(bd, "run", "--rm", "-i", "busybox", "cat", input=b"through stdin\n").stdout == b"through stdin\n"
+    o = same(bd, "run", "--rm", "-e", "A=1", "-w", "/tmp", "-u", "nobody", "--entrypoint", "sh", "busybox", "-c",
+             "echo $A $(pwd) $(id -u)")
+    assert o.stdout == b"1 /tmp 65534\n"
+    assert berth(bd, "ps", "-aq").stdout == b""
+
+
+def test_exit_codes_125_126_127(bd: PrivateBerthd) -> None:
+    assert same(bd, "run", "--rm", "busybox", "nosuchcmd").returncode == 127
+    assert same(bd, "run", "--rm", "busybox", "/no/such/file").returncode == 127
+    assert same(bd, "run", "--rm", "busybox", "/etc").returncode == 126
+    assert same(bd, "run", "--rm", "busybox", "/etc/passwd").returncode == 126
+    assert same(bd, "run", "--rm", "-m", "12x", "busybox", "true").returncode == 125
+    assert same(bd, "run", "--rm", "-p", "70000:80", "busybox", "true").returncode == 125
+    assert same(bd, "run", "--rm", "--cap-add", "NOT_A_CAP", "busybox", "true").returncode == 125
+    assert same(bd, "run", "--rm", "--restart", "always", "busybox", "true").returncode == 125
+    assert same(bd, "run", "--restart", "bogus", "busybox", "true").returncode == 125
+    assert same(bd, "run", "--rm", "--ulimit", "nofile=x", "busybox", "true").returncode == 125
+    berth(bd, "create", "--name", "taken", "busybox", "true")
+    o = same(bd, "run", "--name", "taken", "busybox", "true")
+    assert o.returncode == 125 and b"Conflict" in o.stderr
+    assert berth(bd, "rm", "taken").stdout == b"taken\n"
+    assert berth(bd, "ps", "-aq").stdout == b""
+
+
+def test_a_missing_image_is_reported_like_docker(bd: PrivateBerthd) -> None:
+    o = berth(bd, "run", "--rm", "--pull", "never", "nosuchimage:1", "true")
+    d = docker(bd, "run", "--rm", "--pull", "never", "nosuchimage:1", "true")
+    assert (o.returncode, norm(o.stderr, True)) == (d.returncode, norm(d.stderr)) and o.returncode == 125
+    # missing locally: docker says so, then pulls (which fails here: no registry is reachable)
+    o = berth(bd, "run", "--rm", "127.0.0.1:9/nosuch:1", "true")
+    assert o.stderr.startswith(b"Unable to find image '127.0.0.1:9/nosuch:1' locally\n"), o.stderr
+    assert o.returncode == 125
+
+
+def test_detached_lifecycle_ps_logs_stop_wait_rm(bd: PrivateBerthd) -> None:
+    loop = "trap 'exit 7' TERM; echo started; while true; do sleep 0.1; done"
+    cid = berth(bd, "run", "-d", "--name", "life", "-l", "team=blue", "busybox", "sh", "-c", loop).stdout.decode()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", cid)
+    time.sleep(0.5)
+    same(bd, "ps")
+    same(bd, "ps", "-a", "--no-trunc")
+    same(bd, "ps", "-q")
+    same(bd, "ps", "--filter", "label=team=blue", "--format", "{{.Names}} {{.Status}} {{.Labels}}")
+    same(bd, "ps", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.State}}")
+    same(bd, "ps", "-n", "1", "--format", "json")
+    same(bd, "logs", "life")
+    same(bd, "logs", "-t", "--tail", "1", "life")
+    top_b, top_d = berth(bd, "top", "life").stdout, docker(bd, "top", "life").stdout
+    assert top_b.splitlines()[:2] == top_d.splitlines()[:2]   # the shell; its `sleep` children come and go
+    same(bd, "port", "life")
+    same(bd, "inspect", "--format", "{{.Name}} {{.State.Status}} {{.Config.Labels}}", "life")
+    same(bd, "container", "inspect", "-f", "{{.State.Running}}", "life")
+    assert berth(bd, "pause", "life").stdout == b"life\n"
+    same(bd, "ps", "--format", "{{.Status}}")
+    same(bd, "pause", "life")   # already paused: the same error
+    assert berth(bd, "unpause", "life").stdout == b"life\n"
+    assert berth(bd, "stop", "life").stdout == b"life\n"
+    assert same(bd, "wait", "life").stdout == b"7\n"
+    same(bd, "ps", "-a")
+    same(bd, "ps", "-a", "--filter", "exited=7", "-q")
+    assert berth(bd, "rename", "life", "life2").returncode == 0
+    same(bd, "diff", "life2")
+    assert berth(bd, "rm", "life2").stdout == b"life2\n"
+    same(bd, "rm", "life2")
+    same(bd, "rm", "-f", "life2")
+    same(bd, "stop", "nosuch", "alsonot")
+    same(bd, "kill", "nosuch")
+    same(bd, "logs", "nosuch")
+    same(bd, "wait", "nosuch")
+
+
+def test_logs_follow_ends_with_the_container_and_demuxes_streams(bd: PrivateBerthd) -> None:
+    berth(bd, "run", "-d", "--name", "talker", "busybox", "sh", "-c",
+          "echo one; echo two >&2; sleep 1; echo three")
+    o = berth(bd, "logs", "-f", "talker")
+    assert (o.returncode, o.stdout, o.stderr) == (0, b"one\nthree\n", b"two\n")
+    berth(bd, "rm", "talker")
+
+
+def test_kill_with_a_signal_and_restart(bd: PrivateBerthd) -> None:
+    berth(bd, "run", "-d", "--name", "sig", "busybox", "sh", "-c", "trap 'exit 5' USR1; while true; do sleep 0.1; done")
+    time.sleep(0.3)
+    assert berth(bd, "kill", "-s", "USR1", "sig").stdout == b"sig\n"
+    assert berth(bd, "wait", "sig").stdout == b"5\n"
+    assert berth(bd, "restart", "-t", "1", "sig").stdout == b"sig\n"
+    assert berth(bd, "inspect", "-f", "{{.State.Running}}", "sig").stdout == b"true\n"
+    assert berth(bd, "rm", "-f", "sig").stdout == b"sig\n"
+
+
+def test_create_then_start_attached(bd: PrivateBerthd) -> None:
+    cid = berth(bd, "create", "--name", "later", "busybox", "sh", "-c", "echo from-start; exit 4").stdout.strip()
+    assert len(cid) == 64
+    o = berth(bd, "start", "-a", "later")
+    assert (o.returncode, o.stdout) == (4, b"from-start\n")
+    assert berth(bd, "start", "later").stdout == b"later\n"
+    assert berth(bd, "wait", "later").stdout == b"4\n"
+    same(bd, "start", "nosuch")
+    berth(bd, "rm", "later")
+
+
+def test_commit_export_and_container_prune(bd: PrivateBerthd, tmp_path: object) -> None:
+    berth(bd, "run", "--name", "builder", "busybox", "sh", "-c", "echo made > /made.txt")
+    o = berth(bd, "commit", "-m", "msg", "-c", "ENV X=1", "builder", "committed:1")
+    assert o.returncode == 0 and o.stdout.startswith(b"sha256:"), o.stderr
+    assert berth(bd, "run", "--rm", "committed:1", "sh", "-c", "cat /made.txt; echo $X").stdout == b"made\n1\n"
+    exported = berth(bd, "export", "builder")
+    assert exported.returncode == 0 and b"made.txt" in exported.stdout
+    o = berth(bd, "container", "prune", "-f")
+    assert o.stdout.startswith(b"Deleted Containers:\n") and o.stdout.endswith(b"Total reclaimed space: 0B\n")
+    assert berth(bd, "ps", "-aq").stdout == b""
+    berth(bd, "rmi", "committed:1")
+
+
+def test_flag_errors_match_docker(bd: PrivateBerthd) -> None:
+    same(bd, "run")
+    same(bd, "run", "--nosuchflag", "busybox")
+    same(bd, "run", "--cpus", "abc", "busybox")
+    same(bd, "ps", "--filter", "nokey")
+    same(bd, "rename", "onlyone")
