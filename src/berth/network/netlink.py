@@ -221,6 +221,8 @@ class Netlink:
                            peer={"ifname": iface.name, "net_ns_fd": ns_fd, "address": iface.mac, "mtu": iface.mtu})
             index = self._index(iface.host_name)
             self._ipr.link("set", index=index, master=master, state="up")
+            # hairpin: a container reaching its own published port through the host comes back out this port
+            self._ipr.brport("set", index=index, mode=1)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 index = self._index(iface.host_name)
