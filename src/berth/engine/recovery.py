@@ -43,10 +43,11 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
     present = set(os.listdir(store.root))
     for entry in sorted(present):
         d = store.dir_of(entry)
-        if not d.is_dir() or ((d / "config.json").exists() and (d / "state.json").exists()):
+        removing = entry.startswith(".removing-")
+        if not d.is_dir() or (not removing and (d / "config.json").exists() and (d / "state.json").exists()):
             continue
         _unmount_rootfs(d)
-        if entry.startswith(".removing-"):
+        if removing:
             entry = entry.removeprefix(".removing-")
             notes.append(f"finished removing container {entry[:12]}, whose removal a crash interrupted")
         else:
