@@ -378,3 +378,17 @@ def test_composes_disconnect_connect_before_start_and_dns_after_a_daemon_restart
     proc = b.docker("exec", "proj_worker_1", "nslookup", "worker", "127.0.0.11", check=False)
     assert proc.returncode == 0 and inspect(b, cid)["NetworkSettings"]["Networks"]["proj_front"]["IPAddress"] \
         in proc.stdout.decode()  # type: ignore[index]
+
+
+def test_parallel_starts_never_share_an_address_and_prune_honours_until(b: PrivateBerthd) -> None:
+    procs = [subprocess.Popen(["docker", "-H", b.host, "run", "-d", "busybox", "sleep", "60"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    ids = [p.communicate()[0].decode().strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    ips = [inspect(b, cid)["NetworkSettings"]["IPAddress"] for cid in ids]  # type: ignore[index]
+    assert len(set(ips)) == 8 and all(ips)
+    b.docker("network", "create", "fresh")
+    assert b.docker("network", "prune", "-f", "--filter", "until=1h").stdout.strip() == b""
+    assert b"fresh" in b.docker("network", "ls").stdout
+    proc = b.docker("network", "prune", "-f", "--filter", "until=yesterday-ish", check=False)
+    assert proc.returncode != 0 and b"invalid until filter" in proc.stderr

@@ -26,6 +26,7 @@ from berth.network.model import (
     parse_mac,
     parse_subnet,
 )
+from berth.oci.config import rfc3339_to_unix
 
 _DRIVERS = {"bridge": "bridge", "host": "host", "null": "null"}
 
@@ -85,7 +86,7 @@ def _endpoint_json(att: Attachment, c: Container) -> dict[str, Any]:
     m, net = att.member, att.network
     ep = m.endpoint
     user = net.user_defined
-    aliases = [*m.aliases, c.id[:12]] if user else None
+    aliases = list(dict.fromkeys([*m.aliases, c.id[:12]])) if user else None
     return {
         "IPAMConfig": {"IPv4Address": str(m.ipv4)} if m.ipv4 else None, "Links": None,
         "Aliases": aliases, "MacAddress": ep.mac if ep else "", "DriverOpts": None, "NetworkID": net.id,
@@ -93,7 +94,7 @@ def _endpoint_json(att: Attachment, c: Container) -> dict[str, Any]:
         "Gateway": str(net.ipam.gateway) if ep and net.ipam and not net.internal else "",
         "IPAddress": str(ep.ip) if ep else "", "IPPrefixLen": net.ipam.subnet.prefixlen if ep and net.ipam else 0,
         "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "DNSNames": [c.name, *m.aliases, c.id[:12]] if user and ep else None,
+        "DNSNames": list(dict.fromkeys([c.name, *m.aliases, c.id[:12]])) if user and ep else None,
     }
 
 
@@ -281,13 +282,36 @@ async def prune_networks(request: web.Request) -> web.Response:
         if key not in ("label", "label!", "until"):
             raise InvalidArgument(f"invalid filter '{key}'")
 
+    until = _until(given["until"][0]) if given.get("until") else None
+
     def keep(net: Network) -> bool:
+        if until is not None and rfc3339_to_unix(net.created) >= until:
+            return True
         if "label" in given and not all(_label_match(net.labels, w) for w in given["label"]):
             return True
         return "label!" in given and any(_label_match(net.labels, w) for w in given["label!"])
 
     removed = await blocking(lambda: engine.networks.prune(keep))
     return json_response({"NetworksDeleted": removed})
+
+
+def _until(text: str) -> float:
+    """Docker's `until`: a unix timestamp, an RFC 3339 time, or a Go duration before now (10m, 24h, 1h30m)."""
+    import re
+    import time
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        return time.time() - sum(float(n) * scale[u] for n, u in parts)
+    try:
+        value = rfc3339_to_unix(text)
+    except (ValueError, KeyError):
+        value = 0
+    if not value:
+        raise InvalidArgument(f"invalid until filter {text!r}: a timestamp, a date or a duration")
+    return float(value)
 
 
 async def connect(request: web.Request) -> web.Response:
