@@ -92,6 +92,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def get(url: str, timeout: float = 5.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -390,5 +399,14 @@ def test_parallel_starts_never_share_an_address_and_prune_honours_until(b: Priva
     b.docker("network", "create", "fresh")
     assert b.docker("network", "prune", "-f", "--filter", "until=1h").stdout.strip() == b""
     assert b"fresh" in b.docker("network", "ls").stdout
+    port = free_port()
+    while not all(_free(p) for p in (port, port + 1)):
+        port = free_port()
+    ranged = run(b, "-d", "-p", f"{port}-{port + 1}:80-81", "-p", f"127.0.0.1:{port + 2}-{port + 9}:90", "busybox",
+                 "sleep", "60").stdout.decode().strip()
+    published = inspect(b, ranged)["NetworkSettings"]["Ports"]  # type: ignore[index]
+    assert published["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(port)}]
+    assert published["81/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(port + 1)}]
+    assert port + 2 <= int(published["90/tcp"][0]["HostPort"]) <= port + 9
     proc = b.docker("network", "prune", "-f", "--filter", "until=yesterday-ish", check=False)
     assert proc.returncode != 0 and b"invalid until filter" in proc.stderr

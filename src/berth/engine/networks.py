@@ -197,16 +197,24 @@ class NetworkService:
             wanted = Ipam(bip.network, bip.ip)
             if default is None:
                 self.store.save(Network(secrets.token_hex(32), "bridge", "bridge", _now(), self.options.bridge,
-                                        wanted, options={"com.docker.network.bridge.default_bridge": "true",
-                                                         "com.docker.network.bridge.name": self.options.bridge}))
+                                        wanted, options=self._default_options()))
             elif default.ipam != wanted or default.bridge != self.options.bridge:
                 if any(m.endpoint for m in default.members.values()):
                     raise Conflict(f"the default bridge is {default.bridge} ({default.ipam and default.ipam.subnet}) "
                                    f"with running containers; stop them before changing --bridge/--bip")
-                self.store.save(replace(default, ipam=wanted, bridge=self.options.bridge))
+                self.store.save(replace(default, ipam=wanted, bridge=self.options.bridge,
+                                        options=self._default_options()))
             for name, driver in (("host", "host"), ("none", "null")):
                 if name not in names:
                     self.store.save(Network(secrets.token_hex(32), name, driver, _now()))
+
+    def _default_options(self) -> dict[str, str]:
+        """What `docker network inspect bridge` shows under Options."""
+        return {"com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                "com.docker.network.bridge.name": self.options.bridge,
+                "com.docker.network.driver.mtu": str(self.options.mtu)}
 
     def all(self) -> list[Network]:
         return sorted(self.store.all(), key=lambda n: n.created)
