@@ -94,20 +94,42 @@ def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: B
 
 
 class _Writer:
-    """tarfile without its 10 KiB record padding: the stream ends with the two zero blocks, as Go's writer does
-    (the CLI prints the context's byte count, so the size is part of docker's output)."""
+    """Tar entries as Go's archive/tar writes them for the CLI: USTAR headers when the entry fits (a long name
+    split into prefix and name), PAX records only when it does not (non-ASCII or over-long names, big numbers);
+    no record padding at the end (the CLI prints the context's byte count, so the size is part of its output)."""
 
     def __init__(self, out: BinaryIO, replace: dict[str, bytes]) -> None:
-        # closed by finish(), not by a with block: TarFile.close() would pad the stream
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.out = out
+        self.offset = 0
         self.seen: dict[tuple[int, int], str] = {}
         self.replace = replace  # entries whose content the caller swaps (the CLI's .dockerignore rewrite)
 
     def add(self, info: tarfile.TarInfo, f: BinaryIO | None = None) -> None:
         info.uid = info.gid = 0
         info.uname = info.gname = ""
-        self.tar.addfile(info, f)
+        header = None
+        if info.name.isascii() and info.linkname.isascii():
+            try:
+                header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+            except ValueError:
+                header = None
+        if header is None:
+            header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self.out.write(header)
+        self.offset += len(header)
+        if f is not None and info.size:
+            left = info.size
+            while left:
+                chunk = f.read(min(left, 256 * 1024))
+                if not chunk:
+                    raise InvalidArgument(f"error checking context: {info.name!r} shrank while being read")
+                self.out.write(chunk)
+                left -= len(chunk)
+            blocks, rest = divmod(info.size, tarfile.BLOCKSIZE)
+            if rest:
+                self.out.write(tarfile.NUL * (tarfile.BLOCKSIZE - rest))
+                blocks += 1
+            self.offset += blocks * tarfile.BLOCKSIZE
 
     def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> None:
         self.replace.pop(info.name, None)
@@ -116,14 +138,10 @@ class _Writer:
         self.add(info, io.BytesIO(data))
 
     def finish(self) -> int:
-        tar = self.tar
-        tar.fileobj.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))  # type: ignore[union-attr]
-        tar.offset += tarfile.BLOCKSIZE * 2
-        size = tar.offset
-        # flush the stream without TarFile.close(), which would pad to a whole record
-        tar.fileobj.close()  # type: ignore[union-attr]
-        tar.closed = True  # type: ignore[attr-defined]
-        return size
+        self.out.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+        self.offset += tarfile.BLOCKSIZE * 2
+        self.out.flush()
+        return self.offset
 
 
 def _add_tree(writer: _Writer, root: str, rel: str, ignore: Matcher | None, parent: ParentInfo = ()) -> None:

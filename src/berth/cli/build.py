@@ -1,0 +1,360 @@
+"""`berth build`: docker's legacy (classic builder) client. The context is packed here, .dockerignore applied
+client side as the docker CLI does, sent as a tar to POST /build with the query the docker CLI sends, and the
+daemon's JSON stream printed as docker prints it.
+
+Context: a directory, or `-` (stdin holds a tar, possibly compressed, or a Dockerfile alone). `-f` names the
+Dockerfile relative to the current directory; one outside the context (or `-f -`) travels inside the tar as
+`.dockerfile.<random>`, listed in a rewritten .dockerignore so the daemon drops it from the context, as docker does.
+A build error in the stream exits with its code (a failed RUN's exit status), docker's `StatusError`.
+
+May import: the standard library, berth.cli.*, berth.client, berth.errors, and berth.build.context /
+berth.build.dockerignore (stdlib-only modules, imported when this command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import secrets
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+
+from berth.cli.context import Ctx
+from berth.cli.units import human_size
+from berth.errors import BerthError, InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, TextIO
+
+_CHUNK = 256 * 1024
+_SNIFF = 1024
+
+
+class BuildFailed(BerthError):
+    """The daemon reported an error in the build stream; exit_code is the one it gave (a RUN's status) or 1."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code or 1
+
+
+def setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--tag", action="append", default=[], help="Name and optionally a tag in the "
+                   "\"name:tag\" format")
+    p.add_argument("-f", "--file", default="", help="Name of the Dockerfile (Default is \"PATH/Dockerfile\")")
+    p.add_argument("--build-arg", action="append", default=[], help="Set build-time variables")
+    p.add_argument("--label", action="append", default=[], help="Set metadata for an image")
+    p.add_argument("--target", default="", help="Set the target build stage to build.")
+    p.add_argument("--no-cache", action="store_true", help="Do not use cache when building the image")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the build output and print image ID on "
+                   "success")
+    p.add_argument("--iidfile", default="", help="Write the image ID to the file")
+    p.add_argument("--network", default="default", help="Set the networking mode for the RUN instructions during "
+                   "build")
+    p.add_argument("--cache-from", action="append", default=[], help="Images to consider as cache sources")
+    p.add_argument("--platform", default=os.environ.get("DOCKER_DEFAULT_PLATFORM", ""),
+                   help="Set platform if server is multi-platform capable")
+    p.add_argument("--rm", dest="rm", action="store_true", default=True,
+                   help="Remove intermediate containers after a successful build (default true)")
+    for text in ("false", "0", "f", "False", "FALSE"):   # docker's bool flag: --rm=false
+        p.add_argument(f"--rm={text}", dest="rm", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
+    p.add_argument("context", nargs="*", metavar="PATH | URL | -")
+
+
+# ---- the query --------------------------------------------------------------------------------------------------
+
+def go_json(value: Any) -> str:
+    """encoding/json.Marshal: compact, keys sorted, <>& and U+2028/9 escaped, other text kept as UTF-8."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def build_args(values: list[str], environ: Mapping[str, str]) -> dict[str, str | None]:
+    """--build-arg K=V, or K alone: the caller's environment value, or null (the Dockerfile's default)."""
+    out: dict[str, str | None] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep and key in environ:
+            out[key] = environ[key]
+        else:
+            out[key] = value if sep else None
+    return out
+
+
+def labels(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def build_query(a: argparse.Namespace, dockerfile: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The docker CLI's ImageBuildOptions as query parameters: only the non-default ones, keys sorted."""
+    q: dict[str, Any] = {}
+    args = build_args(a.build_arg, environ)
+    if args:
+        q["buildargs"] = go_json(args)
+    if a.cache_from:
+        q["cachefrom"] = go_json(a.cache_from)
+    if dockerfile:
+        q["dockerfile"] = dockerfile
+    if a.force_rm:
+        q["forcerm"] = "1"
+    lab = labels(a.label)
+    if lab:
+        q["labels"] = go_json(lab)
+    if a.network and a.network != "default":
+        q["networkmode"] = a.network
+    if a.no_cache:
+        q["nocache"] = "1"
+    if a.platform:
+        q["platform"] = a.platform.lower()
+    if a.pull:
+        q["pull"] = "1"
+    if a.quiet:
+        q["q"] = "1"
+    if not a.rm:
+        q["rm"] = "0"
+    if a.tag:
+        q["t"] = tuple(a.tag)
+    if a.target:
+        q["target"] = a.target
+    q["version"] = "1"
+    return q
+
+
+# ---- the context ------------------------------------------------------------------------------------------------
+
+def _is_archive(head: bytes) -> bool:
+    """The CLI's DetectArchiveReader: a compressed stream, or something that parses as a tar header."""
+    if head.startswith((b"\x1f\x8b\x08", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
+        return True
+    if len(head) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _dockerfile_rel(context_dir: str, given: str) -> str:
+    """getDockerfileRelPath: the Dockerfile relative to the context (may start with ../ when outside it)."""
+    if given:
+        path = os.path.abspath(given)
+    else:
+        path = os.path.join(context_dir, "Dockerfile")
+        alt = os.path.join(context_dir, "dockerfile")
+        if not os.path.lexists(path) and os.path.lexists(alt):
+            path = alt
+    try:
+        path = os.path.realpath(path, strict=True)
+    except OSError as exc:
+        raise InvalidArgument(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+                              f"lstat {exc.filename}: {exc.strerror.lower() if exc.strerror else exc}") from exc
+    return os.path.relpath(path, context_dir)
+
+
+def _context_dir(given: str) -> str:
+    path = os.path.abspath(given)
+    try:
+        path = os.path.realpath(path, strict=True)
+    except OSError as exc:
+        raise InvalidArgument(f'unable to prepare context: path "{given}" not found') from exc
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"unable to prepare context: context must be a directory: {path}")
+    return path
+
+
+def _random_dockerfile_name() -> str:
+    return ".dockerfile." + secrets.token_hex(10)
+
+
+def _pack_directory(context_dir: str, rel_dockerfile: str, dockerfile_text: bytes | None,
+                    out: BinaryIO) -> tuple[int, str]:
+    """Writes the context tar; returns (size, the dockerfile name the daemon is to use)."""
+    from pathlib import Path
+
+    from berth.build.context import context_tar
+    from berth.build.dockerignore import read_dockerignore
+
+    ignore = read_dockerignore(context_dir)
+    extra: list[tuple[str, bytes]] = []
+    name = rel_dockerfile
+    if dockerfile_text is not None:
+        name = _random_dockerfile_name()
+        try:
+            with open(os.path.join(context_dir, ".dockerignore"), "rb") as f:
+                old = f.read()
+        except FileNotFoundError:
+            old = b".dockerignore"
+        extra = [(name, dockerfile_text), (".dockerignore", old + b"\n" + name.encode() + b"\n")]
+    size = context_tar(Path(context_dir), "" if dockerfile_text is not None else rel_dockerfile, ignore, out,
+                       extra)
+    return size, name
+
+
+class _Counted:
+    """Body chunks from a file, counting the bytes sent."""
+
+    def __init__(self, source: BinaryIO, head: bytes = b"") -> None:
+        self.source, self.head, self.sent, self.done = source, head, 0, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.head:
+            self.sent += len(self.head)
+            yield self.head
+        while chunk := self.source.read(_CHUNK):
+            self.sent += len(chunk)
+            yield chunk
+        self.done = True
+
+
+def _read_head(stream: BinaryIO) -> bytes:
+    head = b""
+    while len(head) < _SNIFF:
+        chunk = stream.read(_SNIFF - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+# ---- output -----------------------------------------------------------------------------------------------------
+
+def _display(messages: Iterator[Any], out: TextIO, terminal: bool) -> str:
+    """jsonmessage.DisplayJSONMessagesStream for a build: returns the image id from `aux`."""
+    image_id = ""
+    for msg in messages:
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("aux") is not None:
+            aux = msg["aux"]
+            if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
+                image_id = aux["ID"]
+            continue
+        detail = msg.get("errorDetail")
+        if detail or msg.get("error"):
+            detail = detail if isinstance(detail, dict) else {}
+            message = str(detail.get("message") or msg.get("error") or "")
+            code = detail.get("code")
+            raise BuildFailed(message, code if isinstance(code, int) else 0)
+        progress = msg.get("progressDetail") or None
+        if progress and not terminal and msg.get("progress"):
+            continue  # progress bars only on a terminal
+        line = ""
+        if msg.get("id"):
+            line += f"{msg['id']}: "
+        if msg.get("stream"):
+            out.write(line + str(msg["stream"]))
+        elif terminal and msg.get("progress"):
+            out.write(f"\x1b[2K\r{line}{msg.get('status', '')} {msg['progress']}\r")
+        else:
+            out.write(line + str(msg.get("status", "")) + "\n")
+        out.flush()
+    return image_id
+
+
+def _registry_config() -> str:
+    # the CLI sends every stored credential; berth sends none yet (pulls of a base image during a build are
+    # anonymous): base64url of {}
+    return base64.urlsafe_b64encode(b"{}").decode()
+
+
+def _prepare(ctx: Ctx, a: argparse.Namespace, tmp: str) -> tuple[_Counted, BinaryIO | None, str]:
+    """The body to send, the file to close afterwards (None for stdin), and the dockerfile parameter."""
+    given = a.context[0]
+    dockerfile_from_stdin = a.file == "-"
+    if given == "-":
+        if dockerfile_from_stdin:
+            raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
+        head = _read_head(ctx.stdin)
+        if _is_archive(head):
+            return _Counted(ctx.stdin, head), None, a.file
+        # a Dockerfile alone becomes the whole context, as the CLI's WriteTempDockerfile does
+        context_dir = os.path.join(tmp, "context")
+        os.mkdir(context_dir)
+        with open(os.path.join(context_dir, "Dockerfile"), "wb") as f:
+            f.write(head)
+            shutil.copyfileobj(ctx.stdin, f)
+        rel, text = "Dockerfile", None
+    else:
+        if given.startswith(("http://", "https://", "git://", "git@", "github.com/")):
+            raise InvalidArgument("unable to prepare context: remote contexts (URLs, git) are not supported by "
+                                  "berth build yet: clone or download it and pass the directory")
+        context_dir = _context_dir(given)
+        text = None
+        rel = "-" if dockerfile_from_stdin else _dockerfile_rel(context_dir, a.file)
+        if dockerfile_from_stdin:
+            text = ctx.stdin.read()
+        elif rel.startswith("../"):
+            try:
+                with open(a.file, "rb") as f:
+                    text = f.read()
+            except OSError as exc:
+                raise InvalidArgument(f"unable to open Dockerfile: {exc}") from exc
+    body = open(os.path.join(tmp, "context.tar"), "w+b")  # noqa: SIM115 -- the caller closes it
+    try:
+        _, dockerfile = _pack_directory(context_dir, rel, text, body)
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    return _Counted(body), body, dockerfile
+
+
+def run_build(ctx: Ctx, a: argparse.Namespace) -> int:
+    out = ctx.out
+    # with -q, docker keeps the progress and the build output aside and shows them only when the build fails
+    progress: TextIO = io.StringIO() if a.quiet else out
+    result: TextIO = io.StringIO() if a.quiet else out
+    with tempfile.TemporaryDirectory(prefix="berth-build-") as tmp:
+        counted, owned, dockerfile = _prepare(ctx, a, tmp)
+        query = build_query(a, dockerfile, ctx.environ)
+        try:
+            try:
+                resp = ctx.client.open("POST", "/build", query, body=counted,
+                                       headers={"Content-Type": "application/x-tar",
+                                                "X-Registry-Config": _registry_config()})
+            finally:
+                if counted.done:  # docker reports the upload once it is complete, whatever the answer
+                    progress.write(f"Sending build context to Docker daemon {human_size(counted.sent):>8}\r\r\n")
+                    progress.flush()
+            try:
+                image_id = _display(resp.json_lines(), result, not a.quiet and ctx.out_is_terminal())
+            except BuildFailed:
+                if a.quiet:
+                    ctx.err.write(_text(progress) + _text(result))
+                raise
+            finally:
+                resp.close()
+        finally:
+            if owned is not None:
+                owned.close()
+    if a.quiet:
+        image_id = _text(result)
+        out.write(image_id)
+        out.flush()
+    if a.iidfile:
+        if not image_id:
+            raise InvalidArgument(f"Server did not provide an image ID. Cannot write {a.iidfile}")
+        with open(a.iidfile, "w") as f:
+            f.write(image_id)
+    return 0
+
+
+def _text(stream: TextIO) -> str:
+    getvalue = getattr(stream, "getvalue", None)
+    return str(getvalue()) if getvalue is not None else ""
