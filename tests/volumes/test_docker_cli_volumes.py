@@ -111,6 +111,10 @@ def test_copy_up_fills_a_fresh_named_volume_from_the_image(b: PrivateBerthd) -> 
     bindir = Path(json.loads(b.docker("volume", "inspect", "bin").stdout)[0]["Mountpoint"])
     image_sh = os.lstat(bindir / "sh")
     assert os.lstat(bindir / "busybox").st_mode & 0o777 == 0o755 and image_sh.st_uid == 0
+    # at create, as dockerd: the volume is filled before the container ever starts
+    b.docker("create", "--name", "early", "-v", "early:/usr", "busybox", "true")
+    early = Path(json.loads(b.docker("volume", "inspect", "early").stdout)[0]["Mountpoint"])
+    assert (early / "bin").is_dir() and os.listdir(early / "bin")
     # a volume with content is not refilled; nocopy mounts it empty
     assert out(b, "-v", "etc:/usr", "busybox", "ls", "/usr").split() == sorted(os.listdir(mountpoint))
     assert out(b, "-v", "empty:/etc:nocopy", "busybox", "ls", "-A", "/etc") == ""
@@ -197,9 +201,12 @@ def test_volumes_from_copies_the_mounts_read_only_when_asked(b: PrivateBerthd, t
                                                                    ("/host", False)]
     host = inspect(b, "dst")["HostConfig"]
     assert isinstance(host, dict) and host["VolumesFrom"] == ["src:ro"]
-    b.docker("rm", "-v", "dst")                       # the anonymous volume is src's: it stays
+    b.docker("rm", "-v", "dst")                       # src still uses the anonymous volume: it stays
     assert len(volumes(b)) == 2
+    b.docker("create", "--name", "last", "--volumes-from", "src", "busybox", "true")
     b.docker("rm", "-fv", "src")
+    assert len(volumes(b)) == 2                       # `last` still uses it
+    b.docker("rm", "-v", "last")                      # the last user removed with -v takes it along
     assert volumes(b) == {"shared"}
 
 

@@ -139,4 +139,6 @@ def test_what_a_container_sees_matches_dockerd(clean: tuple[str, PrivateBerthd],
     # time it extracted the image, berth's restores the archive's)
     _same(pair, "run", "--rm", "-v", "cu:/x", "busybox", "sh", "-c",
           "ls -lnR /x | awk '{print $1, $2, $3, $4, $5, $9, $10, $11}'")
+    _same(pair, "create", "--name", "early", "-v", "early:/usr", "busybox", "true")   # copy-up at create
+    _same(pair, "run", "--rm", "-v", "early:/x", "busybox", "sh", "-c", "ls /x/bin | wc -l")
     # (not /etc: dockerd's copy also takes the hostname, hosts, resolv.conf and mtab of its init layer)

@@ -193,6 +193,7 @@ class ContainerService:
                 undo.callback(self.network.forget, container_id)
             self._write_etc(c)
             (c.dir / "bundle" / "rootfs").mkdir(parents=True)
+            volumeuse.populate(c, self._snapshots, self.volumes)
             undo.pop_all()
         self.events.container(c, "create")
         return c
@@ -254,7 +255,7 @@ class ContainerService:
                 self._snapshots.mount(c.id, rootfs)
                 undo.callback(self._snapshots.unmount, rootfs)
             user = self._resolve_user(c, rootfs)
-            volumeuse.prepare(c, rootfs, self.volumes, undo, self.events)
+            volumeuse.prepare(c, self.volumes, undo, self.events)
             netns: str | None = None
             if self.network is not None:
                 joined = self.network.setup(container_view(c), undo)

@@ -169,9 +169,9 @@ def image_volume(target: str) -> MountPoint:
 
 
 def from_other(m: MountPoint, mode: str) -> MountPoint:
-    """A mount copied by --volumes-from (mode "" or "ro"): Mode "" and no copy-up, as dockerd copies them; it is
-    not this container's to remove."""
-    return replace(m, read_only=m.read_only or mode == "ro", anonymous=False, mode="", copy_up=False)
+    """A mount copied by --volumes-from (mode "" or "ro"): Mode "" and no copy-up, as dockerd copies them. An
+    anonymous volume stays anonymous: `rm -v` of whichever container uses it last removes it (dockerd's rule)."""
+    return replace(m, read_only=m.read_only or mode == "ro", mode="", copy_up=False)
 
 
 def parse_volumes_from(spec: str) -> tuple[str, str]:

@@ -2,10 +2,13 @@
 
 - create: --volumes-from copied, binds checked (`--mount type=bind` needs its source), named volumes made on
   demand, an anonymous volume for every `-v /path` and image VOLUME; each made volume is undone if the create fails.
-- start: Binds' missing host directories made (as Docker does), volumes with options mounted, copy-up of the
-  image's content into empty volumes, shared/slave propagation checked against the source's mount.
+  Then copy-up: the image's content at each volume's target goes into the volume if it is empty (at create, as
+  dockerd does: the volume has it before the container ever starts).
+- start: Binds' missing host directories made (as Docker does), volumes with options mounted, shared/slave
+  propagation checked against the source's mount.
 - stop: volumes with options unmounted once no running container uses them.
-- rm -v: the container's anonymous volumes removed (named ones never; one still used elsewhere stays).
+- rm -v: the container's anonymous volumes removed (named ones never; one still used elsewhere stays, and goes
+  with the last of its users removed with -v, --volumes-from ones included).
 
 May import: berth.engine.containers, berth.engine.mounts, berth.volumes, berth.util, berth.errors.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +34,7 @@ from berth.engine.mounts import (
     parse_volumes_from,
 )
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, RuntimeFailure
+from berth.snapshots.store import Snapshotter
 from berth.volumes.copyup import copy_up
 from berth.volumes.store import ANONYMOUS_LABEL, VolumeStore
 
@@ -87,10 +92,31 @@ def _forget(volumes: VolumeStore, name: str) -> None:
         volumes.remove(name)
 
 
-def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.ExitStack,
+def populate(c: Container, snapshots: Snapshotter, volumes: VolumeStore) -> None:
+    """Copy-up for a container just created: its root filesystem mounted for a moment, each empty volume with
+    copy-up filled from the image (a volume with options mounted meanwhile)."""
+    wanted = [m for m in ordered(c.config.mounts) if m.type is MountType.VOLUME and m.copy_up]
+    if not wanted:
+        return
+    with tempfile.TemporaryDirectory(prefix=".populate-", dir=c.dir) as tmp:
+        rootfs = Path(tmp)
+        snapshots.mount(c.id, rootfs)
+        try:
+            for m in wanted:
+                volume = volumes.get(m.source)
+                volumes.mount(volume)
+                try:
+                    with volumes.filling(volume.name):
+                        copy_up(rootfs, m.destination, volume.mountpoint)
+                finally:
+                    volumes.release(volume, c.id)
+        finally:
+            snapshots.unmount(rootfs)
+
+
+def prepare(c: Container, volumes: VolumeStore, undo: contextlib.ExitStack,
             events: EventService | None = None) -> None:
-    """The start-time half, with the container's root filesystem mounted at rootfs. Each volume mounted is a
-    "mount" event, as dockerd reports it."""
+    """The start-time half. Each volume mounted is a "mount" event, as dockerd reports it."""
     for m in ordered(c.config.mounts):
         if m.type is MountType.BIND:
             if m.create_source and not os.path.lexists(m.source):
@@ -106,9 +132,6 @@ def prepare(c: Container, rootfs: Path, volumes: VolumeStore, undo: contextlib.E
                 raise RuntimeFailure(f"volume {m.source} of container {c.short_id} is gone: {exc}") from exc
             volumes.mount(volume)
             undo.callback(volumes.release, volume, c.id)
-            if m.copy_up:
-                with volumes.filling(volume.name):
-                    copy_up(rootfs, m.destination, volume.mountpoint)
             if events is not None:
                 events.volume("mount", volume.name, volume.driver, {
                     "container": c.id, "destination": m.destination, "propagation": m.propagation,
