@@ -126,7 +126,12 @@ def test_a_tmpfs_volume_is_mounted_at_first_use_and_unmounted_when_unused(store:
         users.by_volume["t1"] = [("a", False), ("b", False)]
         store.release(v, "b")
         assert _mounts_under(str(v.mountpoint)) == []
+        store.mount(v)             # as a start that crashed after mounting would leave it
+        assert store.unmount_unused() == ["volume t1 unmounted: no running container uses it"]
+        assert _mounts_under(str(v.mountpoint)) == []
         store.mount(v)
+        users.by_volume["t1"] = [("a", True)]
+        assert store.unmount_unused() == [] and _mounts_under(str(v.mountpoint))
         users.by_volume.clear()
         store.remove("t1")         # unmounts before it deletes
         assert _mounts_under(str(store.root)) == []

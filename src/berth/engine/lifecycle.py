@@ -636,7 +636,7 @@ class ContainerService:
             else:
                 self._record_exit(c.id)
                 notes.append(f"container {c.short_id} exited while berthd was down")
-        return notes
+        return notes + self.volumes.unmount_unused()
 
     def logs_path(self, c: Container) -> Path:
         return c.dir / f"{c.id}-json.log"

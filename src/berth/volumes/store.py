@@ -284,6 +284,20 @@ class VolumeStore:
             if not running:
                 self._unmount(volume)
 
+    def unmount_unused(self) -> list[str]:
+        """After a restart: unmount volumes with options that no running container uses (a start that crashed
+        between mounting them and running leaves such). Returns notes for the log."""
+        notes = []
+        with self._lock:
+            users = self._users()
+            for volume in self.all():
+                if volume.options and _is_mount(str(volume.mountpoint)) and \
+                        not any(up for _, up in users.get(volume.name, ())):
+                    with contextlib.suppress(BerthError):
+                        self._unmount(volume)
+                        notes.append(f"volume {volume.name} unmounted: no running container uses it")
+        return notes
+
     def _unmount(self, volume: Volume) -> None:
         target = str(volume.mountpoint)
         # mountinfo, not os.path.ismount: a bind of a directory of the same filesystem has the same st_dev
