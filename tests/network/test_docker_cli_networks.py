@@ -228,6 +228,10 @@ def test_published_ports_answer_while_berthd_is_killed_and_after_it_restarts(b: 
 def test_network_none_has_only_loopback(b: PrivateBerthd) -> None:
     proc = run(b, "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
     assert proc.stdout.split() == [b"lo"]
+    run(b, "-d", "--name", "alone", "--network", "none", "busybox", "sleep", "60")
+    nets = inspect(b, "alone")["NetworkSettings"]["Networks"]  # type: ignore[index]
+    none_id = json.loads(b.docker("network", "inspect", "none").stdout)[0]["Id"]
+    assert list(nets) == ["none"] and nets["none"]["NetworkID"] == none_id and nets["none"]["IPAddress"] == ""
 
 
 def test_network_host_sees_the_hosts_interfaces(b: PrivateBerthd) -> None:

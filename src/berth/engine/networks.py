@@ -305,6 +305,9 @@ class NetworkService:
         if kind in ("host", "none"):
             if c.networking.port_bindings and kind == "none":
                 raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+            with self.store.locked():     # a member without endpoints: inspect shows the network, as Docker does
+                net = self.get(kind)
+                self.store.save(replace(net, members={**net.members, c.id: Member(c.id, c.name)}))
             return
         # a 404 from create makes the docker CLI pull the image: an unknown network is a bad argument here
         try:
