@@ -71,6 +71,7 @@ def leftovers(b: PrivateBerthd) -> dict[str, list[str]]:
 @pytest.fixture(autouse=True)
 def clean(b: PrivateBerthd) -> Iterator[None]:
     yield
+    made = bridges(b)
     ids = b.docker("ps", "-aq").stdout.decode().split()
     if ids:
         b.docker("rm", "-f", *ids, check=False)
@@ -80,6 +81,8 @@ def clean(b: PrivateBerthd) -> Iterator[None]:
     while (left := leftovers(b)) and time.monotonic() < deadline:
         time.sleep(0.1)     # a freed namespace takes its veth with it a moment later
     assert left == {}
+    gone = set(made) - set(bridges(b))                  # the removed networks' bridges are gone too
+    assert [br for br in gone if Path("/sys/class/net", br).exists()] == []
 
 
 def run(b: PrivateBerthd, *args: str) -> subprocess.CompletedProcess[bytes]:
