@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +50,7 @@ class PrivateBerthd:
         return f"unix://{self.socket_path}"
 
     def start(self) -> PrivateBerthd:
+        sweep_dead_daemons()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [BERTHD, "--host", self.host, "--root", str(self.root), "--exec-root", str(self.exec_root),
@@ -171,6 +173,46 @@ def remove_network_leftovers(bridge: str, root: Path) -> None:
         subprocess.run(["ip", "link", "del", br], capture_output=True)
     table = "berth_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in bridge)
     subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+
+
+_PRIVATE_BRIDGE = re.compile(r"bb([0-9a-f]+)x[0-9a-f]+")
+_TEST_RANGE = ipaddress.IPv4Network("10.200.0.0/13")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_dead_daemons() -> None:
+    """Kernel state of private berthds whose test process died without cleaning up (kill -9 of pytest): bridges
+    and nft tables named after a dead pid, and user-network bridges in the test range that no live berth table
+    mentions (a berthd writes a network's rules before it creates its bridge, so a live one is always named)."""
+    links = [p.name for p in Path("/sys/class/net").iterdir()]
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
+    for name in links:
+        match = _PRIVATE_BRIDGE.fullmatch(name)
+        if match and not _alive(int(match.group(1), 16)):
+            remove_network_leftovers(name, Path("/nonexistent"))
+    for table in tables:
+        match = _PRIVATE_BRIDGE.fullmatch(table.removeprefix("berth_"))
+        if table.startswith("berth_") and match and not _alive(int(match.group(1), 16)):
+            subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+    ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    named = set(re.findall(r'"(br-[0-9a-f]{12})"', ruleset))
+    for name in links:
+        if not re.fullmatch(r"br-[0-9a-f]{12}", name) or name in named:
+            continue
+        addrs = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", name], capture_output=True,
+                               text=True).stdout.split()
+        nets = [ipaddress.IPv4Interface(a).network for a in addrs if "/" in a and a[0].isdigit()]
+        if nets and all(n.subnet_of(_TEST_RANGE) for n in nets):
+            remove_network_leftovers(name, Path("/nonexistent"))
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

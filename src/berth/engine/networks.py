@@ -259,12 +259,19 @@ class NetworkService:
             net = Network(net_id, req.name, "bridge", _now(), bridge, pool, req.internal, req.attachable,
                           dict(req.labels), dict(req.options))
             gw = IPv4Interface(f"{pool.gateway}/{pool.subnet.prefixlen}")
-            self._nl().ensure_bridge(bridge, gw, self.options.mtu)
+            if not 1 <= len(bridge) <= 15 or not all(ch.isalnum() or ch in "-_." for ch in bridge):
+                raise InvalidArgument(f"invalid bridge name {bridge!r}: 1 to 15 letters, digits, '-', '_' or '.'")
+            if self._nl().exists(bridge):
+                raise Conflict(f"bridge {bridge} exists already on this host; choose another name")
+            # record and rules first, then the bridge: a bridge of berth's is never on the host unowned
             try:
                 self.store.save(net)
                 self._apply_rules()
+                self._nl().ensure_bridge(bridge, gw, self.options.mtu)
             except BaseException:
                 self.store.delete(net.id)
+                with contextlib.suppress(Exception):
+                    self._apply_rules()
                 self._nl().delete_link(bridge)
                 raise
         return net
