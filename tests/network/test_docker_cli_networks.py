@@ -126,9 +126,13 @@ def test_two_containers_on_a_user_network_reach_each_other_by_name_and_alias(b: 
     b.docker("network", "create", "front")
     run(b, "-d", "--name", "srv", "--network", "front", "--network-alias", "web", "--hostname", "srvhost",
         "busybox", "sh", "-c", HTTPD)
-    for name in ("srv", "web"):
+    for name in ("srv", "web", "srv.front"):
         proc = run(b, "--rm", "--network", "front", "busybox", "wget", "-qO-", f"http://{name}/")
         assert (proc.returncode, proc.stdout) == (0, b"hello from srvhost\n"), proc.stderr
+    b.docker("rename", "srv", "server")
+    proc = run(b, "--rm", "--network", "front", "busybox", "wget", "-qO-", "http://server/")
+    assert proc.stdout == b"hello from srvhost\n", proc.stderr
+    b.docker("rename", "server", "srv")
     resolv = run(b, "--rm", "--network", "front", "busybox", "cat", "/etc/resolv.conf").stdout.decode()
     assert resolv.startswith("nameserver 127.0.0.11\n")
     settings = inspect(b, "srv")["NetworkSettings"]

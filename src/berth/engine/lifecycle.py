@@ -91,7 +91,7 @@ class ContainerService:
         self.store = ContainerStore(root / "containers")
         self._default_init = default_init    # berthd --init
         self.network = network
-        self.volumes = volumes or VolumeStore(root / "volumes", users=lambda: volumeuse.volume_users(self.store),
+        self.volumes = volumes or VolumeStore(root / "volumes", users=volumeuse.VolumeUsers(self.store),
                                               notify=lambda action, v: self.events.volume(action, v.name, v.driver))
         self.events = events if events is not None else EventService(None)
         self._exec_root = exec_root
@@ -471,6 +471,9 @@ class ContainerService:
         if c.state.status not in (Status.RUNNING, Status.PAUSED):
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         with self._lock:
+            c = self.store.load(c.id)   # its exit may be recorded by now: never write a stale state back
+            if c.state.status not in (Status.RUNNING, Status.PAUSED):
+                raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
             c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
         self.events.container(c, "kill", {"signal": str(sig)})
         runtime.kill(c.id, str(self._state_root), sig)
@@ -479,7 +482,9 @@ class ContainerService:
         c = self.get(ref)
         if c.state.status is Status.RESTARTING:   # between two runs: stopping it just ends the restarts
             with self._lock:
-                self.store.save_state(c, replace(c.state, status=Status.EXITED, stopped_by_user=True))
+                c = self.store.load(c.id)
+                if c.state.status is Status.RESTARTING:
+                    self.store.save_state(c, replace(c.state, status=Status.EXITED, stopped_by_user=True))
                 self._changed.notify_all()
             return
         if c.state.status not in (Status.RUNNING, Status.PAUSED):
@@ -532,7 +537,9 @@ class ContainerService:
             raise Conflict(f"Container {c.id} is not running")
         runtime.pause(c.id, str(self._state_root))
         with self._lock:
-            self.store.save_state(c, replace(c.state, status=Status.PAUSED))
+            c = self.store.load(c.id)
+            if c.state.status is Status.RUNNING:
+                self.store.save_state(c, replace(c.state, status=Status.PAUSED))
         self.events.container(c, "pause")
 
     def unpause(self, ref: str) -> None:
@@ -541,7 +548,9 @@ class ContainerService:
             raise Conflict(f"Container {c.id} is not paused")
         runtime.resume(c.id, str(self._state_root))
         with self._lock:
-            self.store.save_state(c, replace(c.state, status=Status.RUNNING))
+            c = self.store.load(c.id)
+            if c.state.status is Status.PAUSED:
+                self.store.save_state(c, replace(c.state, status=Status.RUNNING))
         self.events.container(c, "unpause")
 
     def resize(self, ref: str, height: int, width: int) -> None:
@@ -569,6 +578,8 @@ class ContainerService:
                                    f"reuse that name.")
             renamed = self.store.save_state(c, replace(c.state, name=name))
             self.events.container(renamed, "rename", {"oldName": "/" + c.name})
+            if self.network is not None:
+                self.network.rename(c.id, name)    # the embedded DNS answers the new name
 
     def update_health(self, container_id: str, change: Callable[[Container], Mapping[str, Any]]) -> Container | None:
         """Replace a running container's health record (berth.engine.health); None if it no longer runs."""

@@ -355,6 +355,13 @@ class NetworkService:
                     members.pop(container_id)
                     self.store.save(replace(net, members=members))
 
+    def rename(self, container_id: str, name: str) -> None:
+        with self.store.locked():
+            for net in self.store.all():
+                member = net.members.get(container_id)
+                if member is not None and member.name != name:
+                    self.store.save(replace(net, members={**net.members, container_id: replace(member, name=name)}))
+
     def attachments(self, container_id: str) -> list[Attachment]:
         """The container's networks, the one it was created with first."""
         out = [Attachment(n, n.members[container_id]) for n in self.store.all() if container_id in n.members]
