@@ -255,3 +255,23 @@ def test_from_an_image_that_is_not_local_pulls_it_through_the_engine(b: PrivateB
         assert run(b, "pulled-base:1", "cat", "/copy") == "pulled\n"
         _, out, _ = build(b, ctx, "-t", "pulled-base:1", "--pull")      # --pull asks again: up to date
         assert "Image is up to date" in out
+
+
+def test_berth_build_drives_the_same_builder_and_ping_never_offers_buildkit(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/a.txt\"]\n", {"a.txt": "via berth\n"})
+    proc = b.berth("build", "-t", "via-berth:1", str(ctx))
+    assert b"Successfully tagged via-berth:1" in proc.stdout, proc.stdout
+    assert run(b, "via-berth:1") == "via berth\n"
+    import http.client as hc
+    import socket
+
+    class Unix(hc.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(str(b.socket_path))
+
+    conn = Unix("localhost")
+    conn.request("HEAD", "/_ping")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Builder-Version") in (None, "1")
+    conn.close()
