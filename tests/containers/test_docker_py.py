@@ -4,6 +4,7 @@ export, commit, list filters, prune, and the errors docker-py raises from Docker
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import tarfile
@@ -354,3 +355,25 @@ def test_errors_carry_dockers_status_codes(client: docker.DockerClient) -> None:
     c.remove(force=True)
     with pytest.raises(docker.errors.NotFound):
         c.reload()
+
+
+def test_stop_kill_and_remove_racing_the_containers_own_exit_never_leave_it_running(
+        client: docker.DockerClient) -> None:
+    # berthd used to write back the state it read before the exit was recorded: "running" forever after
+    for i in range(8):
+        c = client.containers.run("busybox", ["true"], detach=True)
+        started = time.monotonic()
+        if i % 2:
+            c.stop(timeout=1)
+        else:
+            with contextlib.suppress(docker.errors.APIError):      # 409 when it already exited
+                c.kill()
+        assert c.wait(timeout=5)["StatusCode"] in (0, 137)
+        c.reload()
+        assert c.status == "exited"
+        c.remove(force=True)
+        assert time.monotonic() - started < 5
+        d = client.containers.run("busybox", ["true"], detach=True)
+        started = time.monotonic()
+        d.remove(force=True)
+        assert time.monotonic() - started < 5

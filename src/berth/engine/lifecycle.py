@@ -493,6 +493,9 @@ class ContainerService:
                                                      else 10)
         first = sig or parse_signal(c.config.stop_signal or "SIGTERM")
         with self._lock:
+            c = self.store.load(c.id)   # its exit may be recorded by now: never write a stale state back
+            if c.state.status not in (Status.RUNNING, Status.PAUSED):
+                return
             c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
         if c.state.status is Status.PAUSED:
             with contextlib.suppress(BerthError, OSError):
