@@ -45,6 +45,10 @@ Public API (stable; additions only):
         name: the AS name lower-cased or None; base and platform unexpanded.
 
     @dataclass(frozen=True) Dockerfile(escape, syntax, global_args, stages, warnings=())
+        warnings: the parser's messages dockerd prints before "Step 1/N" (each followed by a newline), e.g.
+        "[WARNING]: Empty continuation line found in:\n    RUN a b".
+        Note for step counting: the classic builder counts the global ARGs as steps ("Step 1/N : ARG x"), so
+        N = len(global_args) + sum(1 + len(stage.instructions)).
         stage(name_or_index: str) -> Stage   (a stage name, case-insensitive, or a decimal index; raises
         InvalidArgument "failed to reach build target X in Dockerfile")
 
@@ -740,6 +744,8 @@ def _instructions(text: str) -> tuple[_Directives, list[Instruction], list[str]]
             out.append(_instruction(node, heredocs, start_line, line_no))
         except _Reason as exc:
             raise DockerfileError(start_line, str(exc)) from None
+    if warnings:
+        warnings.append("[WARNING]: Empty continuation lines will become errors in a future release.")
     return d, out, warnings
 
 
