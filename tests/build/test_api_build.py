@@ -275,3 +275,11 @@ def test_berth_build_drives_the_same_builder_and_ping_never_offers_buildkit(b: P
     resp = conn.getresponse()
     assert resp.status == 200 and resp.getheader("Builder-Version") in (None, "1")
     conn.close()
+
+
+def test_a_body_that_is_a_plain_dockerfile_builds_with_an_empty_context(b: PrivateBerthd) -> None:
+    status, body = b.api("POST", "/v1.41/build?t=plain-body:1", b"FROM busybox\nRUN echo plain > /p\n")
+    assert status == 200 and b"Successfully tagged plain-body:1" in body, body
+    assert run(b, "plain-body:1", "cat", "/p") == "plain\n"
+    status, body = b.api("POST", "/v1.41/build?extrahosts=db%3A10.0.0.2", b"FROM busybox\n")
+    assert status == 400 and b"--add-host" in body

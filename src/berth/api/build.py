@@ -218,6 +218,9 @@ def parse_options(request: web.Request) -> BuildOptions:
     if network not in ("default", "bridge", "host", "none"):
         raise InvalidArgument(f"network mode {network!r} is not supported for builds: use default, host or none")
     extra_hosts = tuple(h for h in request.query.get("extrahosts", "").split(",") if h)
+    if extra_hosts:
+        raise InvalidArgument("--add-host is not supported for builds by this berth yet: RUN steps see the "
+                              "default /etc/hosts")
     return BuildOptions(
         dockerfile=request.query.get("dockerfile", "") or "Dockerfile", tags=tuple(tags),
         build_args={str(k): (None if v is None else str(v)) for k, v in build_args.items()},

@@ -218,14 +218,15 @@ class _Session:
         earlier = self.stage_image(name) if stage.base_is_stage else None
         if earlier is not None:
             return earlier
+        platform = stage.platform or self.options.platform
         if self.options.pull and self.bases is not None:
-            self.bases.pull(name, self.options.platform, self.emit)
+            self.bases.pull(name, platform, self.emit)
         try:
             return self.builder.writer.load(name)
         except NotFound:
             if self.bases is None or self.options.pull:
                 raise
-        self.bases.pull(name, self.options.platform, self.emit)
+        self.bases.pull(name, platform, self.emit)
         return self.builder.writer.load(name)
 
     @property

@@ -10,10 +10,12 @@ May import: berth.images.compression, berth.snapshots, berth.errors.
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from berth.errors import LimitExceeded
 from berth.images.compression import decompressed
@@ -21,6 +23,8 @@ from berth.snapshots.apply import Limits, apply_layer
 from berth.snapshots.stream import Compression
 
 DEFAULT_CONTEXT_LIMIT = 8 << 30
+_BLOCK = 512
+_DOCKERFILE_LIMIT = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +47,53 @@ def receive_context(stream: BinaryIO, dest: Path, limit: int = DEFAULT_CONTEXT_L
     root.mkdir()
     try:
         with decompressed(stream) as plain:
-            result = apply_layer(plain, root, compression=Compression.NONE,
+            head = plain.read(_BLOCK)
+            if head and not _is_tar_header(head):
+                return _dockerfile_only(root, head + plain.read(_DOCKERFILE_LIMIT), limit)
+            result = apply_layer(cast(BinaryIO, _Prefixed(head, plain)), root, compression=Compression.NONE,
                                  limits=Limits(max_bytes=limit), label="build context", same_owner=True)
     except LimitExceeded as exc:
         raise LimitExceeded(f"the build context is larger than berth's limit of {limit} bytes: leave large files "
                             f"out of it with .dockerignore ({exc})") from exc
     return Context(root, result.size)
+
+
+def _is_tar_header(block: bytes) -> bool:
+    if len(block) < _BLOCK:
+        return False
+    if block == bytes(_BLOCK):
+        return True      # an empty archive
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _dockerfile_only(root: Path, text: bytes, limit: int) -> Context:
+    """A body that is not a tar is a Dockerfile with an empty context, as dockerd takes it."""
+    if len(text) > min(limit, _DOCKERFILE_LIMIT):
+        raise LimitExceeded("the build body is neither a tar archive nor a Dockerfile of a sensible size")
+    (root / "Dockerfile").write_bytes(text)
+    return Context(root, len(text))
+
+
+class _Prefixed(io.RawIOBase):
+    """The stream with the block already read put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
