@@ -4,12 +4,15 @@ stderr (with "berth" read as "docker") and exit code, ids and times normalised; 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -169,7 +172,7 @@ def test_create_then_start_attached(bd: PrivateBerthd) -> None:
     berth(bd, "rm", "later")
 
 
-def test_commit_export_and_container_prune(bd: PrivateBerthd, tmp_path: object) -> None:
+def test_commit_export_and_container_prune(bd: PrivateBerthd) -> None:
     berth(bd, "run", "--name", "builder", "busybox", "sh", "-c", "echo made > /made.txt")
     o = berth(bd, "commit", "-m", "msg", "-c", "ENV X=1", "builder", "committed:1")
     assert o.returncode == 0 and o.stdout.startswith(b"sha256:"), o.stderr
@@ -188,3 +191,80 @@ def test_flag_errors_match_docker(bd: PrivateBerthd) -> None:
     same(bd, "run", "--cpus", "abc", "busybox")
     same(bd, "ps", "--filter", "nokey")
     same(bd, "rename", "onlyone")
+
+
+def test_exec_streams_exit_codes_and_errors(bd: PrivateBerthd) -> None:
+    berth(bd, "run", "-d", "--name", "execbox", "busybox", "sleep", "600")
+    o = same(bd, "exec", "execbox", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert (o.returncode, o.stdout, o.stderr) == (4, b"out\n", b"err\n")
+    assert same(bd, "exec", "-e", "A=2", "-w", "/tmp", "-u", "nobody", "execbox", "sh", "-c",
+                "echo $A $(pwd) $(id -u)").stdout == b"2 /tmp 65534\n"
+    assert same(bd, "exec", "-i", "execbox", "cat", input=b"to exec\n").stdout == b"to exec\n"
+    assert berth(bd, "exec", "-d", "execbox", "touch", "/tmp/detached").returncode == 0
+    time.sleep(0.3)
+    assert berth(bd, "exec", "execbox", "ls", "/tmp/detached").stdout == b"/tmp/detached\n"
+    assert same(bd, "exec", "execbox", "nosuchcmd").returncode in (126, 127)   # the daemon's code, both alike
+    same(bd, "exec", "nosuch", "true")
+    same(bd, "exec", "execbox")
+    berth(bd, "rm", "-f", "execbox")
+    berth(bd, "create", "--name", "stopped", "busybox", "true")
+    same(bd, "exec", "stopped", "true")
+    berth(bd, "rm", "stopped")
+
+
+def test_cp_both_ways_and_tar_streams(bd: PrivateBerthd, tmp_path: Path) -> None:
+    berth(bd, "run", "-d", "--name", "cpbox", "busybox", "sleep", "600")
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("one\n")
+    (tmp_path / "d" / "sub" / "b.txt").write_text("two\n")
+    (tmp_path / "f.txt").write_text("file\n")
+    assert berth(bd, "cp", str(tmp_path / "f.txt"), "cpbox:/tmp/g.txt").returncode == 0
+    assert berth(bd, "exec", "cpbox", "cat", "/tmp/g.txt").stdout == b"file\n"
+    assert berth(bd, "cp", str(tmp_path / "d"), "cpbox:/tmp").returncode == 0
+    assert berth(bd, "cp", str(tmp_path / "d"), "cpbox:/tmp/renamed").returncode == 0
+    listing = berth(bd, "exec", "cpbox", "find", "/tmp/d", "/tmp/renamed").stdout.decode().split()
+    assert sorted(listing) == sorted(["/tmp/d", "/tmp/d/a.txt", "/tmp/d/sub", "/tmp/d/sub/b.txt", "/tmp/renamed",
+                                      "/tmp/renamed/a.txt", "/tmp/renamed/sub", "/tmp/renamed/sub/b.txt"])
+    assert berth(bd, "cp", "cpbox:/tmp/renamed", str(tmp_path / "back")).returncode == 0
+    assert (tmp_path / "back" / "sub" / "b.txt").read_text() == "two\n"
+    (tmp_path / "into").mkdir()
+    assert berth(bd, "cp", "cpbox:/tmp/g.txt", str(tmp_path / "into")).returncode == 0
+    assert (tmp_path / "into" / "g.txt").read_text() == "file\n"
+    streamed = berth(bd, "cp", "cpbox:/etc/passwd", "-")
+    with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
+        assert tar.getnames() == ["passwd"]
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("from-stdin.txt")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"stdin\n"))
+    assert berth(bd, "cp", "-", "cpbox:/root", input=archive.getvalue()).returncode == 0
+    assert berth(bd, "exec", "cpbox", "cat", "/root/from-stdin.txt").stdout == b"stdin\n"
+    same(bd, "cp", "cpbox:/nope", str(tmp_path / "x"))
+    same(bd, "cp", str(tmp_path / "nope"), "cpbox:/tmp")
+    same(bd, "cp", str(tmp_path), str(tmp_path))
+    same(bd, "cp", "a:/x", "b:/y")
+    berth(bd, "rm", "-f", "cpbox")
+
+
+def test_events_df_and_stats(bd: PrivateBerthd) -> None:
+    since = str(int(time.time()) - 1)
+    berth(bd, "run", "--rm", "--name", "evented", "busybox", "true")
+    until = str(int(time.time()) + 1)
+    time.sleep(1.2)
+    args = ("events", "--since", since, "--until", until, "--filter", "container=evented")
+    o, d = berth(bd, *args), docker(bd, *args)
+    assert o.returncode == d.returncode == 0
+    assert norm(o.stdout) == norm(d.stdout) and b"container start" in o.stdout
+    fmt = ("events", "--since", since, "--until", until, "--filter", "event=die", "--filter", "container=evented",
+           "--format", "{{.Action}} "
+           "{{.Actor.Attributes.name}}")
+    assert berth(bd, *fmt).stdout == docker(bd, *fmt).stdout == b"die evented\n"
+    same(bd, "system", "df")
+    same(bd, "system", "df", "--format", "{{.Type}}: {{.TotalCount}}")
+    berth(bd, "run", "-d", "--name", "statbox", "busybox", "sleep", "600")
+    o = berth(bd, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}")
+    assert o.stdout == b"statbox 1\n", o.stderr
+    header = berth(bd, "stats", "--no-stream", "statbox").stdout.splitlines()[0]
+    assert header == docker(bd, "stats", "--no-stream", "statbox").stdout.splitlines()[0]
+    berth(bd, "rm", "-f", "statbox")

@@ -224,7 +224,7 @@ class JsonStruct(GoValue):
             return False, None
         value = self.data[name]
         if value is None:
-            return True, GoNil("ptr")
+            return True, GoNil("map" if name in self.MAP_KEYS else "ptr")   # a nil map prints map[]
         if isinstance(value, dict) and name not in self.MAP_KEYS:
             return True, JsonStruct(value, self.type_name)
         return True, value

@@ -193,14 +193,15 @@ def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
     """`berth inspect`: a container if one has the name, else an image (docker's order), or --type."""
     from berth.cli.gotypes import JsonStruct, image_inspect_value
 
-    kinds = [a.type] if a.type else ["container", "image"]
+    kinds = [a.type] if a.type else ["container", "image", "network", "volume"]   # docker's lookup order
+    paths = {"container": "/containers/{}/json", "image": "/images/{}/json", "network": "/networks/{}",
+             "volume": "/volumes/{}"}
     raws: list[str] = []
     typed: list[Any] = []
     errors: list[str] = []
     for ref in a.names:
         for kind in kinds:
-            path = f"/containers/{path_segment(ref)}/json" if kind == "container" else \
-                f"/images/{path_segment(ref)}/json"
+            path = paths[kind].format(path_segment(ref))
             try:
                 raw = ctx.client.call("GET", path).decode()
             except NotFound as exc:
@@ -211,7 +212,8 @@ def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
             raws.append(raw)
             data = json.loads(raw)
             typed.append(image_inspect_value(data) if kind == "image" else
-                         JsonStruct(data, "container.InspectResponse"))
+                         JsonStruct(data, {"container": "container.InspectResponse", "network": "network.Inspect",
+                                           "volume": "volume.Volume"}[kind]))
             break
         else:
             errors.append(f"Error: No such object: {ref}")

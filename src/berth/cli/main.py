@@ -96,7 +96,8 @@ def _inspect_image(p: argparse.ArgumentParser) -> None:
 
 def _inspect_any(p: argparse.ArgumentParser) -> None:
     _inspect_image(p)
-    p.add_argument("--type", choices=("container", "image"), help="Return JSON for specified type")
+    p.add_argument("--type", choices=("container", "image", "network", "volume"), help="Return JSON for specified "
+                   "type")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes if the type is container")
 
 
