@@ -112,10 +112,14 @@ def _mode_kind(mode: str) -> str:
 class NetworkService:
     def __init__(self, root: Path, options: NetworkOptions,
                  netns_of: Callable[[str], Path] | None = None,
-                 running_netns: Callable[[str], tuple[str, Path]] | None = None) -> None:
+                 running_netns: Callable[[str], tuple[str, Path]] | None = None,
+                 notify: Callable[[str, Network, str], object] | None = None) -> None:
         """netns_of(container_id): where a container's namespace is pinned. running_netns(ref): (id, pinned
-        namespace) of a running container, for --network container:<ref> (NotFound/Conflict otherwise)."""
+        namespace) of a running container, for --network container:<ref> (NotFound/Conflict otherwise).
+        notify(action, network, container_id): Docker's network events (create, destroy, connect, disconnect)."""
         self.options = options
+        self._notify = notify or (lambda action, net, container_id: None)
+        self._in_host_or_none: set[str] = set()   # started containers of host/none, for their one disconnect
         self.store = NetworkStore(root / "networks")
         self._netns_of = netns_of or (lambda cid: Path("/run/berth/netns") / cid[:16])
         self._running_netns = running_netns
@@ -274,6 +278,7 @@ class NetworkService:
                     self._apply_rules()
                 self._nl().delete_link(bridge)
                 raise
+        self._notify("create", net, "")
         return net
 
     def remove(self, ref: str) -> None:
@@ -288,6 +293,7 @@ class NetworkService:
             self.store.delete(net.id)
             self._apply_rules()
             self._nl().delete_link(net.bridge)
+        self._notify("destroy", net, "")
 
     def prune(self, keep: Callable[[Network], bool]) -> list[str]:
         """Remove every user-defined network without active endpoints that keep() does not hold."""
@@ -376,6 +382,7 @@ class NetworkService:
         host_text = _read("/etc/resolv.conf")
         if kind == "host":
             self._write_etc(c, _read("/etc/hosts"), host_text)
+            self._joined(c.id, "host")
             return None
         if kind == "container":
             assert self._running_netns is not None
@@ -395,11 +402,14 @@ class NetworkService:
             undo.callback(self.teardown, c.id)
             for index, att in enumerate(self._in_start_order(c)):
                 ep = self._connect_endpoint(c, att.network.id, path, f"eth{index}", primary=index == 0)
+                self._notify("connect", att.network, c.id)
                 names = [c.hostname, c.name, *att.member.aliases] if att.network.user_defined else [c.hostname]
                 entries.append((str(ep.ip), names))
                 embedded = embedded or (index == 0 and att.network.user_defined)
             if embedded:
                 self._dns_attach(c.id, path)
+        else:
+            self._joined(c.id, "none")
         extra = [etc.parse_extra_host(h, str(self.options.bip.ip)) for h in c.networking.extra_hosts]
         self._write_etc(c, etc.hosts(entries[:1] if entries else [], extra),
                         etc.resolv_conf(host_text, c.networking.dns, c.networking.dns_search,
@@ -423,18 +433,21 @@ class NetworkService:
             if net.ipam is None:
                 raise InvalidArgument(f"network {net.name} has no addresses to give")
             member = net.members[c.id]
-            taken = [m.endpoint.ip for m in net.members.values() if m.endpoint is not None]
+            stale = member.endpoint          # one a crash left recorded: replaced, its veth deleted below
+            taken = [m.endpoint.ip for cid, m in net.members.items() if m.endpoint is not None and cid != c.id]
             ip = ipam.allocate(net.ipam, taken, member.ipv4)
             mappings: tuple[PortMapping, ...] = ()
             if primary:
                 try:
-                    mappings = ports.allocate(self._wanted_ports(c), self._used_ports())
+                    mappings = ports.allocate(self._wanted_ports(c), self._used_ports(but=c.id))
                 except ports.PortAllocated as exc:
                     raise ports.PortAllocated(f"driver failed programming external connectivity on endpoint "
                                               f"{c.name} ({c.id}): {exc}") from None
             mac = member.mac or mac_for(ip)
             ep = Endpoint(secrets.token_hex(32), ip, mac, veth_name(), iface, mappings)
             self.store.save(replace(net, members={**net.members, c.id: replace(member, name=c.name, endpoint=ep)}))
+        if stale is not None:
+            self._nl().delete_link(stale.veth)
         try:
             self._nl().add_interface(netns, Interface(
                 ep.veth, net.bridge, iface, IPv4Interface(f"{ip}/{net.ipam.subnet.prefixlen}"),
@@ -456,9 +469,9 @@ class NetworkService:
                     wanted.append(PortBinding(lo, proto))
         return wanted
 
-    def _used_ports(self) -> list[tuple[str, str, int]]:
-        return [(p.proto, p.host_ip, p.host_port) for n in self.store.all() for m in n.members.values()
-                if m.endpoint is not None for p in m.endpoint.ports]
+    def _used_ports(self, but: str = "") -> list[tuple[str, str, int]]:
+        return [(p.proto, p.host_ip, p.host_port) for n in self.store.all() for cid, m in n.members.items()
+                if m.endpoint is not None and cid != but for p in m.endpoint.ports]
 
     def _release(self, container_id: str, network_id: str) -> Endpoint | None:
         """Forget the endpoint (address and ports back in the pools); returns what it was."""
@@ -485,6 +498,16 @@ class NetworkService:
             member = net.members.get(container_id)
             if member is not None and member.endpoint is not None:
                 self._release(container_id, net.id)
+                self._notify("disconnect", net, container_id)
+            elif member is not None and net.name in ("host", "none") and container_id in self._in_host_or_none:
+                self._in_host_or_none.discard(container_id)
+                self._notify("disconnect", net, container_id)
+
+    def _joined(self, container_id: str, name: str) -> None:
+        """host and none have no endpoints, but dockerd reports a connect at start and a disconnect at stop."""
+        self._in_host_or_none.add(container_id)
+        with contextlib.suppress(NotFound):
+            self._notify("connect", self.get(name), container_id)
 
     def reconcile(self, running: Iterable[str], existing: Iterable[str]) -> list[str]:
         """After a restart: endpoints of containers that no longer run are released, members of containers that
@@ -534,6 +557,7 @@ class NetworkService:
         except BaseException:
             self._drop_member(net.id, c.id)
             raise
+        self._notify("connect", net, c.id)     # dockerd reports none for a container that is not running
 
     def disconnect(self, ref: str, container_id: str, force: bool = False) -> None:
         net = self.get(ref)
@@ -545,7 +569,9 @@ class NetworkService:
         if ep is not None:
             with contextlib.suppress(Exception):
                 remove_peer(self._netns_of(container_id), ep.iface)
+            self._notify("disconnect", net, container_id)    # dockerd 20.10: one as the endpoint leaves...
         self._drop_member(net.id, container_id)
+        self._notify("disconnect", net, container_id)        # ...and one for the request, running or not
 
     def _drop_member(self, network_id: str, container_id: str) -> None:
         with self.store.locked():
