@@ -62,8 +62,11 @@ def tar_of(ctx: Path) -> bytes:
 
 
 def api_build(b: PrivateBerthd, ctx: Path, query: str = "") -> list[dict[str, object]]:
+    """The stream's items; an error answered before the stream (a bad Dockerfile) as one error item."""
     status, body = b.api("POST", f"/v1.41/build?{query}", tar_of(ctx))
-    assert status == 200, body
+    if status != 200:
+        assert status in (400, 404), body
+        return [{"error": json.loads(body)["message"], "status": status}]
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
 
@@ -283,3 +286,13 @@ def test_a_body_that_is_a_plain_dockerfile_builds_with_an_empty_context(b: Priva
     assert run(b, "plain-body:1", "cat", "/p") == "plain\n"
     status, body = b.api("POST", "/v1.41/build?extrahosts=db%3A10.0.0.2", b"FROM busybox\n")
     assert status == 400 and b"--add-host" in body
+
+
+def test_a_dockerfile_refused_before_any_step_is_an_http_error_as_dockerd_answers_it(b: PrivateBerthd,
+                                                                                     tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN <<EOF\necho unterminated heredoc\n")
+    code, _, err = build(b, ctx, "-t", "refused:1", check=False)
+    assert code == 1 and "Error response from daemon" in err and "line" in err, err
+    status, _ = b.api("POST", "/v1.41/build?dockerfile=missing.Dockerfile", tar_of(context(tmp_path / "x",
+                                                                                           "FROM busybox\n")))
+    assert status == 404

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -118,8 +118,9 @@ class EnginePuller:
     stream. Credentials come from the build's X-Registry-Config ({registry: authconfig}, base64url JSON)."""
 
     def __init__(self, request: web.Request, lines: JsonLines, resp: web.StreamResponse,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, started: Callable[[], Awaitable[None]]) -> None:
         self._request, self._lines, self._resp, self._loop = request, lines, resp, loop
+        self._started = started
         self._auths = _registry_config(request.headers.get("X-Registry-Config", ""))
 
     def pull(self, name: str, platform: str, on_progress: Callable[[dict[str, object]], None]) -> None:
@@ -132,6 +133,7 @@ class EnginePuller:
         auth = self._auths.get(server_key(ref.domain)) or self._auths.get(ref.domain) or AuthConfig()
         platform = Platform.parse(platform_text) if platform_text else None
         lines = GoJsonLines(self._lines, self._resp)
+        await self._started()
         async with Registry(registry_hosts(self._request), ref.domain, auth) as registry:
             await registry.ping()
             with engine.blobs.lease() as lease:
@@ -244,9 +246,15 @@ async def build(request: web.Request) -> web.StreamResponse:
     body = cast(BinaryIO, BodyReader(request, loop))
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     prepare_headers(resp)
-    request["streaming"] = True
-    await resp.prepare(request)
     lines = JsonLines(resp, loop)
+
+    async def started() -> None:
+        """The 200 goes out with the first item: a context or Dockerfile refused before any step is an HTTP
+        error, as dockerd answers it (the CLI prints "Error response from daemon: ...")."""
+        if not resp.prepared:
+            request["streaming"] = True
+            await resp.prepare(request)
+
     work = engine.config.root / "builder" / "tmp"
     work.mkdir(parents=True, exist_ok=True, mode=0o700)
     sent_lock = threading.Lock()
@@ -255,6 +263,8 @@ async def build(request: web.Request) -> web.StreamResponse:
         if quiet and "stream" in item:
             return
         with sent_lock:
+            if not resp.prepared:
+                asyncio.run_coroutine_threadsafe(started(), loop).result()
             lines.send(item)
 
     def run() -> str:
@@ -273,16 +283,22 @@ async def build(request: web.Request) -> web.StreamResponse:
                              name="build-context-cleanup", daemon=True).start()
         return str(result.image)
 
-    puller = EnginePuller(request, lines, resp, loop)
+    puller = EnginePuller(request, lines, resp, loop, started)
     try:
         image_id = await blocking(run)
+        await started()
         if quiet:
             await lines.asend({"stream": image_id + "\n"})
     except StepFailed as exc:
+        await started()
         await lines.asend({"errorDetail": {"code": exc.code, "message": str(exc)}, "error": str(exc)})
     except BerthError as exc:
+        if not resp.prepared:
+            raise
         await lines.error(str(exc))
     except Exception as exc:   # a bug: the client still gets an error item, the log the traceback
+        if not resp.prepared:
+            raise
         log.exception("build failed")
         await lines.error(f"internal error in berthd's builder: {exc}")
     await resp.write_eof()
