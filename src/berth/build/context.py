@@ -14,6 +14,8 @@ Client side (the CLI's hot path; stdlib only, nothing heavy at import):
         regular file of that name in place (keeping its header) or are appended as 0600 files (the CLI's
         `.dockerfile.<random>` and rewritten .dockerignore for a Dockerfile from stdin or outside the context).
         The stream ends after the two zero blocks (no record padding, like Go's writer); returns its size.
+    context_tar_stream(directory, dockerfile, ignore, extra_files=()) -> Iterator[bytes]
+        The same tar as chunks made while the consumer sends them (a request body): nothing is staged on disk.
 
 Builder side (pure functions over an extracted context directory):
 
@@ -51,6 +53,7 @@ from berth.build.dockerignore import Matcher, ParentInfo, Pattern, go_clean, go_
 from berth.errors import InvalidArgument, NotFound, UnsafePath
 
 _MAX_LINKS = 255
+_CHUNK = 256 * 1024
 
 
 def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
@@ -71,6 +74,17 @@ def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
 
 def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: BinaryIO,
                 extra_files: Sequence[tuple[str, bytes]] = ()) -> int:
+    size = 0
+    for chunk in context_tar_stream(directory, dockerfile, ignore, extra_files):
+        out.write(chunk)
+        size += len(chunk)
+    out.flush()
+    return size
+
+
+def context_tar_stream(directory: Path, dockerfile: str, ignore: Matcher | None,
+                       extra_files: Sequence[tuple[str, bytes]] = ()) -> Iterator[bytes]:
+    """context_tar as chunks produced while they are sent (files are read as the consumer asks)."""
     root = os.fspath(directory)
     if not os.path.isdir(root):
         raise InvalidArgument(f"unable to prepare context: path {str(directory)!r} not found")
@@ -81,30 +95,33 @@ def context_tar(directory: Path, dockerfile: str, ignore: Matcher | None, out: B
         name = go_clean(dockerfile) if dockerfile else ""
         if name and ignore.excluded(name):
             ignore = ignore.with_patterns(Pattern.parse("!" + name))
-    writer = _Writer(out, dict(extra_files))
-    _add_tree(writer, root, "", ignore)
+    return _stream(root, ignore, extra_files)
+
+
+def _stream(root: str, ignore: Matcher | None, extra_files: Sequence[tuple[str, bytes]]) -> Iterator[bytes]:
+    writer = _Writer(dict(extra_files))
+    yield from _add_tree(writer, root, "", ignore)
     now = int(time.time())
     for name, data in extra_files:
         if name in writer.replace:
             info = tarfile.TarInfo(name)
             info.mode = 0o600
             info.mtime = now
-            writer.add_bytes(info, data)
-    return writer.finish()
+            yield from writer.add_bytes(info, data)
+    yield tarfile.NUL * (tarfile.BLOCKSIZE * 2)
 
 
 class _Writer:
     """Tar entries as Go's archive/tar writes them for the CLI: USTAR headers when the entry fits (a long name
     split into prefix and name), PAX records only when it does not (non-ASCII or over-long names, big numbers);
-    no record padding at the end (the CLI prints the context's byte count, so the size is part of its output)."""
+    the stream ends with the two zero blocks, without tarfile's record padding (the CLI prints the context's byte
+    count, so the size is part of its output)."""
 
-    def __init__(self, out: BinaryIO, replace: dict[str, bytes]) -> None:
-        self.out = out
-        self.offset = 0
+    def __init__(self, replace: dict[str, bytes]) -> None:
         self.seen: dict[tuple[int, int], str] = {}
         self.replace = replace  # entries whose content the caller swaps (the CLI's .dockerignore rewrite)
 
-    def add(self, info: tarfile.TarInfo, f: BinaryIO | None = None) -> None:
+    def add(self, info: tarfile.TarInfo, f: BinaryIO | None = None) -> Iterator[bytes]:
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         header = None
@@ -115,36 +132,28 @@ class _Writer:
                 header = None
         if header is None:
             header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        self.out.write(header)
-        self.offset += len(header)
+        yield header
         if f is not None and info.size:
             left = info.size
             while left:
-                chunk = f.read(min(left, 256 * 1024))
+                chunk = f.read(min(left, _CHUNK))
                 if not chunk:
                     raise InvalidArgument(f"error checking context: {info.name!r} shrank while being read")
-                self.out.write(chunk)
+                yield chunk
                 left -= len(chunk)
-            blocks, rest = divmod(info.size, tarfile.BLOCKSIZE)
+            rest = info.size % tarfile.BLOCKSIZE
             if rest:
-                self.out.write(tarfile.NUL * (tarfile.BLOCKSIZE - rest))
-                blocks += 1
-            self.offset += blocks * tarfile.BLOCKSIZE
+                yield tarfile.NUL * (tarfile.BLOCKSIZE - rest)
 
-    def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> None:
+    def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> Iterator[bytes]:
         self.replace.pop(info.name, None)
         info.type = tarfile.REGTYPE
         info.size = len(data)
-        self.add(info, io.BytesIO(data))
-
-    def finish(self) -> int:
-        self.out.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
-        self.offset += tarfile.BLOCKSIZE * 2
-        self.out.flush()
-        return self.offset
+        return self.add(info, io.BytesIO(data))
 
 
-def _add_tree(writer: _Writer, root: str, rel: str, ignore: Matcher | None, parent: ParentInfo = ()) -> None:
+def _add_tree(writer: _Writer, root: str, rel: str, ignore: Matcher | None,
+              parent: ParentInfo = ()) -> Iterator[bytes]:
     for child, st in _walk(root, rel):
         is_dir = stat.S_ISDIR(st.st_mode)
         info: ParentInfo = ()
@@ -152,36 +161,37 @@ def _add_tree(writer: _Writer, root: str, rel: str, ignore: Matcher | None, pare
             skip, info = ignore.match(child, parent)
             if skip:
                 if is_dir and ignore.has_exclusions and ignore.must_walk(child):
-                    _add_tree(writer, root, child, ignore, info)
+                    yield from _add_tree(writer, root, child, ignore, info)
                 continue
-        _add_entry(writer, os.path.join(root, child), child, st)
+        yield from _add_entry(writer, os.path.join(root, child), child, st)
         if is_dir:
-            _add_tree(writer, root, child, ignore, info)
+            yield from _add_tree(writer, root, child, ignore, info)
 
 
-def _add_entry(writer: _Writer, full: str, name: str, st: os.stat_result) -> None:
+def _add_entry(writer: _Writer, full: str, name: str, st: os.stat_result) -> Iterator[bytes]:
     mode = st.st_mode
     info = tarfile.TarInfo(name)
     info.mode = stat.S_IMODE(mode)
     info.mtime = int(st.st_mtime)
     if stat.S_ISREG(mode):
         if name in writer.replace:
-            writer.add_bytes(info, writer.replace[name])
+            yield from writer.add_bytes(info, writer.replace[name])
             return
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in writer.seen:
             info.type = tarfile.LNKTYPE
             info.linkname = writer.seen[key]
-            writer.add(info)
+            yield from writer.add(info)
             return
         if st.st_nlink > 1:
             writer.seen[key] = name
         info.size = st.st_size
         try:
-            with open(full, "rb") as f:
-                writer.add(info, f)
+            f = open(full, "rb")  # noqa: SIM115 -- closed below, after the generator sent its chunks
         except OSError as exc:
             raise InvalidArgument(f"error checking context: can't read {name!r}: {exc.strerror}") from exc
+        with f:
+            yield from writer.add(info, f)
         return
     if stat.S_ISDIR(mode):
         info.type = tarfile.DIRTYPE
@@ -195,7 +205,7 @@ def _add_entry(writer: _Writer, full: str, name: str, st: os.stat_result) -> Non
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     else:
         return  # sockets: the CLI cannot archive them either and leaves them out
-    writer.add(info)
+    yield from writer.add(info)
 
 
 # --- builder side -------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from berth.cli.context import Ctx
 from berth.cli.units import human_size
@@ -182,12 +182,12 @@ def _random_dockerfile_name() -> str:
     return ".dockerfile." + secrets.token_hex(10)
 
 
-def _pack_directory(context_dir: str, rel_dockerfile: str, dockerfile_text: bytes | None,
-                    out: BinaryIO) -> tuple[int, str]:
-    """Writes the context tar; returns (size, the dockerfile name the daemon is to use)."""
+def _pack_directory(context_dir: str, rel_dockerfile: str, dockerfile_text: bytes | None
+                    ) -> tuple[Iterator[bytes], str]:
+    """The context tar as chunks made while they are sent, and the dockerfile name the daemon is to use."""
     from pathlib import Path
 
-    from berth.build.context import context_tar
+    from berth.build.context import context_tar_stream
     from berth.build.dockerignore import read_dockerignore
 
     ignore = read_dockerignore(context_dir)
@@ -201,25 +201,29 @@ def _pack_directory(context_dir: str, rel_dockerfile: str, dockerfile_text: byte
         except FileNotFoundError:
             old = b".dockerignore"
         extra = [(name, dockerfile_text), (".dockerignore", old + b"\n" + name.encode() + b"\n")]
-    size = context_tar(Path(context_dir), "" if dockerfile_text is not None else rel_dockerfile, ignore, out,
-                       extra)
-    return size, name
+    chunks = context_tar_stream(Path(context_dir), "" if dockerfile_text is not None else rel_dockerfile, ignore,
+                                extra)
+    return chunks, name
 
 
 class _Counted:
-    """Body chunks from a file, counting the bytes sent."""
+    """Request body chunks, counted as they are sent."""
 
-    def __init__(self, source: BinaryIO, head: bytes = b"") -> None:
-        self.source, self.head, self.sent, self.done = source, head, 0, False
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks, self.sent, self.done = chunks, 0, False
 
     def __iter__(self) -> Iterator[bytes]:
-        if self.head:
-            self.sent += len(self.head)
-            yield self.head
-        while chunk := self.source.read(_CHUNK):
+        for chunk in self.chunks:
             self.sent += len(chunk)
             yield chunk
         self.done = True
+
+
+def _stdin_chunks(stdin: BinaryIO, head: bytes) -> Iterator[bytes]:
+    if head:
+        yield head
+    while chunk := stdin.read(_CHUNK):
+        yield chunk
 
 
 def _read_head(stream: BinaryIO) -> bytes:
@@ -273,8 +277,8 @@ def _registry_config() -> str:
     return base64.urlsafe_b64encode(b"{}").decode()
 
 
-def _prepare(ctx: Ctx, a: argparse.Namespace, tmp: str) -> tuple[_Counted, BinaryIO | None, str]:
-    """The body to send, the file to close afterwards (None for stdin), and the dockerfile parameter."""
+def _prepare(ctx: Ctx, a: argparse.Namespace, tmp: str) -> tuple[_Counted, str]:
+    """The body to send and the dockerfile parameter."""
     given = a.context[0]
     dockerfile_from_stdin = a.file == "-"
     if given == "-":
@@ -282,7 +286,7 @@ def _prepare(ctx: Ctx, a: argparse.Namespace, tmp: str) -> tuple[_Counted, Binar
             raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
         head = _read_head(ctx.stdin)
         if _is_archive(head):
-            return _Counted(ctx.stdin, head), None, a.file
+            return _Counted(_stdin_chunks(ctx.stdin, head)), a.file
         # a Dockerfile alone becomes the whole context, as the CLI's WriteTempDockerfile does
         context_dir = os.path.join(tmp, "context")
         os.mkdir(context_dir)
@@ -305,14 +309,8 @@ def _prepare(ctx: Ctx, a: argparse.Namespace, tmp: str) -> tuple[_Counted, Binar
                     text = f.read()
             except OSError as exc:
                 raise InvalidArgument(f"unable to open Dockerfile: {exc}") from exc
-    body = open(os.path.join(tmp, "context.tar"), "w+b")  # noqa: SIM115 -- the caller closes it
-    try:
-        _, dockerfile = _pack_directory(context_dir, rel, text, body)
-        body.seek(0)
-    except BaseException:
-        body.close()
-        raise
-    return _Counted(body), body, dockerfile
+    chunks, dockerfile = _pack_directory(context_dir, rel, text)
+    return _Counted(chunks), dockerfile
 
 
 def run_build(ctx: Ctx, a: argparse.Namespace) -> int:
@@ -321,28 +319,24 @@ def run_build(ctx: Ctx, a: argparse.Namespace) -> int:
     progress: TextIO = io.StringIO() if a.quiet else out
     result: TextIO = io.StringIO() if a.quiet else out
     with tempfile.TemporaryDirectory(prefix="berth-build-") as tmp:
-        counted, owned, dockerfile = _prepare(ctx, a, tmp)
+        counted, dockerfile = _prepare(ctx, a, tmp)
         query = build_query(a, dockerfile, ctx.environ)
         try:
-            try:
-                resp = ctx.client.open("POST", "/build", query, body=counted,
-                                       headers={"Content-Type": "application/x-tar",
-                                                "X-Registry-Config": _registry_config()})
-            finally:
-                if counted.done:  # docker reports the upload once it is complete, whatever the answer
-                    progress.write(f"Sending build context to Docker daemon {human_size(counted.sent):>8}\r\r\n")
-                    progress.flush()
-            try:
-                image_id = _display(resp.json_lines(), result, not a.quiet and ctx.out_is_terminal())
-            except BuildFailed:
-                if a.quiet:
-                    ctx.err.write(_text(progress) + _text(result))
-                raise
-            finally:
-                resp.close()
+            resp = ctx.client.open("POST", "/build", query, body=counted,
+                                   headers={"Content-Type": "application/x-tar",
+                                            "X-Registry-Config": _registry_config()})
         finally:
-            if owned is not None:
-                owned.close()
+            if counted.done:  # docker reports the upload once it is complete, whatever the answer
+                progress.write(f"Sending build context to Docker daemon {human_size(counted.sent):>8}\r\r\n")
+                progress.flush()
+        try:
+            image_id = _display(resp.json_lines(), result, not a.quiet and ctx.out_is_terminal())
+        except BuildFailed:
+            if a.quiet:
+                ctx.err.write(_text(progress) + _text(result))
+            raise
+        finally:
+            resp.close()
     if a.quiet:
         image_id = _text(result)
         out.write(image_id)
