@@ -17,13 +17,16 @@ from tests.peers import _mounts_under
 
 
 class Users:
-    """Which containers use which volume: what the engine's records would say."""
+    """Which containers use which volume, and which of them run: what the engine's records would say."""
 
     def __init__(self) -> None:
         self.by_volume: dict[str, list[tuple[str, bool]]] = {}
 
-    def __call__(self) -> Mapping[str, Sequence[tuple[str, bool]]]:
-        return self.by_volume
+    def __call__(self) -> Mapping[str, Sequence[str]]:
+        return {name: [cid for cid, _ in pairs] for name, pairs in self.by_volume.items() if pairs}
+
+    def running(self, container_id: str) -> bool:
+        return any(cid == container_id and up for pairs in self.by_volume.values() for cid, up in pairs)
 
 
 @pytest.fixture

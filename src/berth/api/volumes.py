@@ -73,7 +73,7 @@ async def list_volumes(request: web.Request) -> web.Response:
     dangling = _flag(given, "dangling")
 
     def run() -> list[dict[str, Any]]:
-        users = engine.volumes.references()
+        users = engine.volumes.references() if dangling is not None else {}
         out = []
         for v in engine.volumes.all():
             if "name" in given and not any(n in v.name for n in given["name"]):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -41,14 +42,44 @@ from berth.volumes.store import ANONYMOUS_LABEL, VolumeStore
 _LIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 
 
-def volume_users(store: ContainerStore) -> dict[str, list[tuple[str, bool]]]:
-    """volume name -> [(container id, running)], from the container records."""
-    out: dict[str, list[tuple[str, bool]]] = {}
-    for c in store.all():
-        for m in c.config.mounts:
-            if m.type is MountType.VOLUME and m.source:
-                out.setdefault(m.source, []).append((c.id, c.state.status in _LIVE))
-    return out
+class VolumeUsers:
+    """Which containers mount which volumes, from the container records. A record's config never changes, so the
+    volumes a container mounts are read once per container (200 containers: a few ms instead of 100)."""
+
+    def __init__(self, store: ContainerStore) -> None:
+        self._store = store
+        self._mounts: dict[str, tuple[str, ...]] = {}   # container id -> the volumes it mounts
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for cid, names in sorted(self._current().items()):
+            for name in names:
+                out.setdefault(name, []).append(cid)
+        return out
+
+    def running(self, container_id: str) -> bool:
+        try:
+            return self._store.load(container_id).state.status in _LIVE
+        except (NotFound, ValueError, KeyError, TypeError):
+            return False
+
+    def _current(self) -> dict[str, tuple[str, ...]]:
+        ids = set(os.listdir(self._store.root))
+        with self._lock:
+            for gone in self._mounts.keys() - ids:
+                del self._mounts[gone]
+            known = dict(self._mounts)
+        for cid in ids - known.keys():
+            try:
+                c = self._store.load(cid)
+            except (NotFound, ValueError, KeyError, TypeError):
+                continue   # being created (no config yet: not cached, read again next time) or removed
+            known[cid] = tuple(dict.fromkeys(m.source for m in c.config.mounts
+                                             if m.type is MountType.VOLUME and m.source))
+            with self._lock:
+                self._mounts[cid] = known[cid]
+        return known
 
 
 def resolve(config: ContainerConfig, volumes: VolumeStore, lookup: Callable[[str], Container],

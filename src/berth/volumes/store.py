@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from berth.errors import BerthError, Conflict, InvalidArgument, NotFound, RuntimeFailure
 from berth.util import linux
@@ -50,8 +50,14 @@ _FLAGS: dict[str, tuple[bool, int]] = {
     "dirsync": (False, linux.MS_DIRSYNC), "defaults": (False, 0),
 }
 
-Users = Callable[[], Mapping[str, Sequence[tuple[str, bool]]]]
-"""volume name -> [(container id, running)] of every container whose record mounts it."""
+class Users(Protocol):
+    """Who uses the volumes: what the container records say (berth.engine.volumeuse.VolumeUsers)."""
+
+    def __call__(self) -> Mapping[str, Sequence[str]]:
+        """volume name -> ids of the containers whose records mount it (running or not)."""
+        ...
+
+    def running(self, container_id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ class VolumeStore:
         self._notify = notify
         self._lock = threading.RLock()
         self._content: dict[str, threading.Lock] = {}   # per volume: one copy-up at a time
+        self._records: dict[str, Volume] = {}            # records never change once written: read each once
         self._cleanup()
 
     @contextlib.contextmanager
@@ -186,11 +193,17 @@ class VolumeStore:
         if not name or name.startswith(".") or "/" in name:
             raise NotFound(f"get {name}: no such volume")
         path = self.dir_of(name)
+        known = self._records.get(name)
+        if known is not None and path.is_dir():
+            return known
         try:
             raw = read_json(path / "volume.json")
         except (FileNotFoundError, NotADirectoryError):
+            self._records.pop(name, None)
             raise NotFound(f"get {name}: no such volume") from None
-        return Volume.from_record(raw, path / "_data")
+        volume = Volume.from_record(raw, path / "_data")
+        self._records[name] = volume
+        return volume
 
     def all(self) -> list[Volume]:
         out = []
@@ -203,13 +216,13 @@ class VolumeStore:
                 continue
         return out
 
-    def references(self) -> Mapping[str, Sequence[tuple[str, bool]]]:
-        """volume name -> [(container id, running)] for every volume some container mounts."""
+    def references(self) -> Mapping[str, Sequence[str]]:
+        """volume name -> ids of the containers that mount it, for every volume some container mounts."""
         return self._users()
 
     def users(self, name: str) -> list[str]:
         """Ids of the containers whose records mount the volume."""
-        return [cid for cid, _ in self._users().get(name, ())]
+        return list(self._users().get(name, ()))
 
     # -- remove -------------------------------------------------------------------------------------------
 
@@ -235,6 +248,7 @@ class VolumeStore:
         except OSError as exc:
             raise RuntimeFailure(f"remove {volume.name}: {exc}") from exc
         fsync_dir(self.root)
+        self._records.pop(volume.name, None)
         self._tell("destroy", volume)
         self._delete_tree(trash)
 
@@ -280,8 +294,8 @@ class VolumeStore:
         if not volume.options:
             return
         with self._lock:
-            running = [cid for cid, up in self._users().get(volume.name, ()) if up and cid != container_id]
-            if not running:
+            others = [cid for cid in self._users().get(volume.name, ()) if cid != container_id]
+            if not any(self._users.running(cid) for cid in others):
                 self._unmount(volume)
 
     def unmount_unused(self) -> list[str]:
@@ -292,7 +306,7 @@ class VolumeStore:
             users = self._users()
             for volume in self.all():
                 if volume.options and _is_mount(str(volume.mountpoint)) and \
-                        not any(up for _, up in users.get(volume.name, ())):
+                        not any(self._users.running(cid) for cid in users.get(volume.name, ())):
                     with contextlib.suppress(BerthError):
                         self._unmount(volume)
                         notes.append(f"volume {volume.name} unmounted: no running container uses it")
