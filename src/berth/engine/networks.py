@@ -445,7 +445,8 @@ class NetworkService:
                                               f"{c.name} ({c.id}): {exc}") from None
             mac = member.mac or mac_for(ip)
             ep = Endpoint(secrets.token_hex(32), ip, mac, veth_name(), iface, mappings)
-            self.store.save(replace(net, members={**net.members, c.id: replace(member, name=c.name, endpoint=ep)}))
+            self.store.save(replace(net, members={**net.members, c.id: replace(member, name=c.name, endpoint=ep)}),
+                            durable=False)
         if stale is not None:
             self._nl().delete_link(stale.veth)
         try:
@@ -482,13 +483,13 @@ class NetworkService:
             member = net.members[container_id]
             if member.endpoint is None:
                 return None
-            self.store.save(replace(net, members={**net.members, container_id: replace(member, endpoint=None)}))
+            self.store.save(replace(net, members={**net.members, container_id: replace(member, endpoint=None)}),
+                            durable=False)
             if member.endpoint.ports:
                 with contextlib.suppress(NetworkFailure):
                     self._apply_rules()
         if self._netlink is not None:
-            with contextlib.suppress(Exception):
-                self._netlink.delete_link(member.endpoint.veth)
+            self._netlink.delete_link_later(member.endpoint.veth)
         return member.endpoint
 
     def teardown(self, container_id: str) -> None:

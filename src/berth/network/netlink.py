@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import threading
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 
 from berth.errors import Conflict, RuntimeFailure
 from berth.util import linux
+
+log = logging.getLogger("berthd")
 
 T = TypeVar("T")
 _IFF_UP = 0x1
@@ -163,16 +166,27 @@ class Netlink:
 
     def delete_link(self, name: str) -> None:
         """Delete a link (a veth takes its peer with it); absent is fine."""
+        self._run(lambda: self.delete_link_now(name))
+
+    def delete_link_later(self, name: str) -> None:
+        """Queue the deletion (a veth takes ~20 ms of the kernel's time to go): the caller does not wait. The
+        namespace's end would take the pair with it anyway; this makes it prompt."""
         def work() -> None:
-            index = self._index(name)
-            if index is None:
-                return
+            try:
+                self.delete_link_now(name)
+            except Exception as exc:  # noqa: BLE001 - nobody waits for this: log it
+                log.warning("deleting link %s: %s", name, exc)
+        self._worker.submit(work)
+
+    def delete_link_now(self, name: str) -> None:
+        """On the worker thread."""
+        index = self._index(name)
+        if index is not None:
             try:
                 self._ipr.link("del", index=index)
             except Exception as exc:
                 if getattr(exc, "code", None) != errno.ENODEV:
                     raise _netlink_error(f"cannot delete link {name}", exc) from exc
-        self._run(work)
 
     def ports_of(self, bridge: str) -> list[str]:
         def work() -> list[str]:

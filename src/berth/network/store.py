@@ -53,9 +53,11 @@ class NetworkStore:
         with self._lock:
             return self._nets.get(network_id)
 
-    def save(self, net: Network) -> None:
+    def save(self, net: Network, durable: bool = True) -> None:
+        """durable=False for endpoint changes: they matter only while the containers run, and a crash that loses
+        the page cache (a power loss) takes the containers with it. Still atomic: a berthd kill -9 loses nothing."""
         with self._lock:
-            write_json_atomic(self.root / f"{net.id}.json", net.to_json(), mode=0o600)
+            write_json_atomic(self.root / f"{net.id}.json", net.to_json(), mode=0o600, durable=durable)
             self._nets[net.id] = net
 
     def delete(self, network_id: str) -> None:
