@@ -310,3 +310,38 @@ def test_berth_build_prints_what_docker_build_prints_against_dockerd(
         assert "dockerfile parse error line 2: unknown instruction: BOGUS" in _stderr(b.stderr)
     finally:
         docker(seeded_daemon.host, "rmi", "-f", "berth-build-test:1", check=False)
+
+
+# ---- against berthd ----------------------------------------------------------------------------------------------
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_berth_build_prints_what_docker_build_prints_against_berthd(tmp_path: Path, context: Path) -> None:
+    from tests.berthd import PrivateBerthd
+
+    (context / "Dockerfile").write_text(REAL_DOCKERFILE)
+    env = _env(tmp_path)
+    with PrivateBerthd() as b:
+        status, body = b.api("POST", "/berth/images/bootstrap?base=busybox")
+        assert status == 200, body
+        cases = [["--no-cache", "--build-arg", "GREETING=hey", "-t", "berth-build-test:1", "ctx"],
+                 ["--no-cache", "--target", "base", "ctx"],
+                 ["-q", "ctx"],
+                 ["--iidfile", "IIDFILE", "ctx"]]
+        for args in cases:
+            outs = []
+            for run in (run_docker, run_berth):
+                real = [a.replace("IIDFILE", str(tmp_path / f"{run.__name__}.iid")) for a in args]
+                proc = run(b.host, ["--network=none", *real], tmp_path, env)
+                assert proc.returncode == 0, (run.__name__, proc.stderr.decode(), b.log_tail())
+                outs.append(_normal(proc.stdout))
+            assert outs[1] == outs[0], args
+        assert (tmp_path / "run_berth.iid").read_text() == (tmp_path / "run_docker.iid").read_text()
+        config = json.loads(b.docker("image", "inspect", "berth-build-test:1").stdout)[0]["Config"]
+        assert "WHO=hey" in config["Env"]
+        for dockerfile, code in (("FROM busybox\nRUN echo out && exit 3\n", 3), ("FROM busybox\nBOGUS\n", 1)):
+            (context / "Dockerfile").write_text(dockerfile)
+            d = run_docker(b.host, ["--network=none", "ctx"], tmp_path, env)
+            r = run_berth(b.host, ["--network=none", "ctx"], tmp_path, env)
+            assert (r.returncode, _normal(r.stdout), _stderr(r.stderr)) == \
+                (d.returncode, _normal(d.stdout), _stderr(d.stderr)) and r.returncode == code, b.log_tail()
