@@ -53,7 +53,8 @@ class Engine:
         self._zygote = str(config.exec_root / "monitor-zygote.sock")
         self.events = EventService(root / "events")
         self.networks = NetworkService(root, config.network, lambda cid: config.exec_root / "netns" / cid[:16],
-                                       lambda ref: self._running_netns(ref))
+                                       lambda ref: self._running_netns(ref),
+                                       lambda action, n, cid: self.events.network(action, n.id, n.name, n.driver, cid))
         self.containers = ContainerService(root, config.exec_root, self.images, self.snapshots,
                                            functools.partial(spawn, zygote=self._zygote), events=self.events,
                                            network=self.networks, default_init=config.init)
