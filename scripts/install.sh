@@ -28,3 +28,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
+
+# docker-compose 1.29 (the Python one, for tests/compose) pins libraries that clash with the test venv's (PyYAML<6,
+# jsonschema<4, websocket-client<1, docker<7 for kwargs_from_env(ssl_version=)): its own venv. PyYAML 5.4.1 has no
+# wheel for Python 3.11 and its C extension does not build with Cython 3, hence the build without isolation.
+if ! .venv-compose/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('docker-compose') != '1.29.2')" \
+        2>/dev/null || [ ! -x .venv-compose/bin/docker-compose ]; then
+    echo "installing docker-compose 1.29.2 into .venv-compose"
+    rm -rf .venv-compose
+    "$PY" -m venv .venv-compose
+    .venv-compose/bin/pip install -q "cython<3" wheel "setuptools<70" 2> >(grep -v "^WARNING: Location" >&2)
+    .venv-compose/bin/pip install -q --no-build-isolation "pyyaml==5.4.1" 2> >(grep -v "^WARNING: Location" >&2)
+    .venv-compose/bin/pip install -q "docker-compose==1.29.2" "docker[ssh]==6.1.3" "requests==2.31.0" \
+        "urllib3<2" 2> >(grep -v "^WARNING: Location" >&2)
+fi
