@@ -152,6 +152,8 @@ def test_a_published_port_answers_on_the_hosts_loopback(b: PrivateBerthd) -> Non
     port = free_port()
     cid = run(b, "-d", "-p", f"{port}:80", "--hostname", "pub", "busybox", "sh", "-c", HTTPD).stdout.decode().strip()
     assert get(f"http://127.0.0.1:{port}/") == "hello from pub\n"
+    curl = subprocess.run(["curl", "-sS", "-m", "5", f"http://127.0.0.1:{port}/"], capture_output=True)
+    assert curl.stdout == b"hello from pub\n", curl.stderr
     ports = inspect(b, cid)["NetworkSettings"]["Ports"]  # type: ignore[index]
     assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
     assert f"0.0.0.0:{port}->80/tcp" in b.docker("ps").stdout.decode()
