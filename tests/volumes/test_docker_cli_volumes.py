@@ -485,3 +485,20 @@ def test_compose_1_29_s_volume_calls(b: PrivateBerthd, tmp_path: Path) -> None:
     assert b.api("DELETE", f"/v1.41/containers/{cid}?v=True&link=False&force=False")[0] == 204
     assert b.api("DELETE", "/v1.41/volumes/cproj_data")[0] == 204
     assert volumes(b) == set()
+
+
+def test_a_non_recursive_bind_leaves_the_source_s_submounts_behind(b: PrivateBerthd, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(src / "sub")], check=True)
+    try:
+        (src / "sub" / "on-submount").write_text("x")
+        assert out(b, "--mount", f"type=bind,src={src},dst=/s", "busybox", "ls", "/s/sub") == "on-submount\n"
+        assert out(b, "--mount", f"type=bind,src={src},dst=/s,bind-recursive=disabled", "busybox",
+                   "ls", "/s/sub") == ""
+        b.docker("create", "--name", "flat", "--mount", f"type=bind,src={src},dst=/s,bind-recursive=disabled",
+                 "busybox", "true")
+        host = inspect(b, "flat")["HostConfig"]
+        assert isinstance(host, dict) and host["Mounts"][0]["BindOptions"] == {"NonRecursive": True}
+    finally:
+        subprocess.run(["umount", "-l", str(src / "sub")], check=False)

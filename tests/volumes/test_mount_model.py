@@ -61,7 +61,12 @@ def test_bad_bind_strings_get_dockerd_s_messages(spec: str, message: str) -> Non
 def test_mounts_entries_follow_the_cli_s_shape() -> None:
     bind = parse_mount({"Type": "bind", "Source": "/h", "Target": "/t", "ReadOnly": True,
                         "BindOptions": {"Propagation": "rslave"}})
-    assert (bind.read_only, bind.propagation, bind.create_source) == (True, "rslave", False)
+    assert (bind.read_only, bind.propagation, bind.create_source, bind.recursive) == (True, "rslave", False, True)
+    flat = parse_mount({"Type": "bind", "Source": "/h", "Target": "/t",
+                        "BindOptions": {"NonRecursive": True, "CreateMountpoint": True}})
+    assert (flat.recursive, flat.create_source) == (False, True)
+    assert spec_mounts([flat])[0]["options"] == ["bind", "rprivate"]
+    assert MountPoint.from_json(flat.to_json()) == flat
     vol = parse_mount({"Type": "volume", "Source": "v", "Target": "/v",
                        "VolumeOptions": {"NoCopy": True, "Labels": {"a": "b"},
                                          "DriverConfig": {"Name": "local", "Options": {"type": "tmpfs"}}}})

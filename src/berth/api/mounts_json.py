@@ -59,9 +59,14 @@ def parse_mount(raw: Any) -> MountPoint:
             raise mount_config_error(kind, "field Source must not be empty")
         if not source.startswith("/"):
             raise mount_config_error(kind, f"invalid mount path: '{source}' mount path must be absolute")
-        propagation = check_propagation(kind, str(_object(bind_opts, "BindOptions").get("Propagation") or ""))
+        given = _object(bind_opts, "BindOptions")
+        propagation = check_propagation(kind, str(given.get("Propagation") or ""))
+        if given.get("ReadOnlyNonRecursive") or given.get("ReadOnlyForceRecursive"):
+            raise mount_config_error(kind, "ReadOnlyNonRecursive and ReadOnlyForceRecursive are not supported by "
+                                           "berth; leave bind-recursive at its default")
         return MountPoint(MountType.BIND, target, source, read_only=read_only,
-                          propagation=propagation or DEFAULT_PROPAGATION)
+                          propagation=propagation or DEFAULT_PROPAGATION, recursive=not given.get("NonRecursive"),
+                          create_source=bool(given.get("CreateMountpoint")))
     if kind == "volume":
         if bind_opts:
             raise mount_config_error(kind, "field BindOptions must not be specified")

@@ -50,6 +50,7 @@ class MountPoint:
     anonymous: bool = False           # a volume made for this container: `rm -v` removes it
     shown: bool = True                # False for HostConfig.Tmpfs: Docker leaves those out of inspect's Mounts
     host_path: str = ""               # resolved: the volume's _data directory
+    recursive: bool = True            # bind only: False = the source's submounts are not carried along
 
     def to_json(self) -> dict[str, Any]:
         return {"type": str(self.type), "destination": self.destination, "source": self.source,
@@ -57,7 +58,7 @@ class MountPoint:
                 "copy_up": self.copy_up, "driver": self.driver, "driver_opts": dict(self.driver_opts),
                 "labels": dict(self.labels), "tmpfs_options": list(self.tmpfs_options),
                 "create_source": self.create_source, "anonymous": self.anonymous, "shown": self.shown,
-                "host_path": self.host_path}
+                "host_path": self.host_path, "recursive": self.recursive}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> MountPoint:
@@ -66,7 +67,7 @@ class MountPoint:
                    bool(raw.get("copy_up", True)), str(raw.get("driver", "")), dict(raw.get("driver_opts") or {}),
                    dict(raw.get("labels") or {}), tuple(raw.get("tmpfs_options") or ()),
                    bool(raw.get("create_source")), bool(raw.get("anonymous")), bool(raw.get("shown", True)),
-                   str(raw.get("host_path", "")))
+                   str(raw.get("host_path", "")), bool(raw.get("recursive", True)))
 
 
 def mount_config_error(kind: str, why: str) -> InvalidArgument:
@@ -215,7 +216,7 @@ def spec_mounts(mounts: Sequence[MountPoint]) -> list[dict[str, Any]]:
         source = m.host_path if m.type is MountType.VOLUME else m.source
         if not source:
             raise InvalidArgument(f"mount {m.destination} has no source: the container was not created right")
-        options = ["rbind", m.propagation or DEFAULT_PROPAGATION]
+        options = ["rbind" if m.recursive else "bind", m.propagation or DEFAULT_PROPAGATION]
         if m.read_only:
             options.append("ro")
         out.append({"destination": m.destination, "type": "bind", "source": source, "options": options})
