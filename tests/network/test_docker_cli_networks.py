@@ -360,6 +360,9 @@ def test_bad_inputs_get_clear_errors_and_leave_nothing(b: PrivateBerthd) -> None
     status, raw = b.api("POST", "/v1.44/containers/create", body)
     assert status == 400 and b"invalid hostPort: 70000" in raw
     assert b.api("GET", "/v1.44/networks/nosuch")[0] == 404
+    assert b.api("POST", "/v1.44/networks/create", b'{"Name": "../etc"}')[0] == 400
+    assert b.api("POST", "/v1.44/networks/create", b'{"Name": "bridge"}')[0] == 403
+    assert b.api("POST", "/v1.44/networks/create", b'{"Name": "x", "Driver": "overlay"}')[0] == 404
     assert b.api("DELETE", "/v1.44/networks/bridge")[0] == 403
     assert b.api("POST", "/v1.44/networks/create", b'{"Name": "x", "IPAM": {"Config": [{"Subnet": "nope"}]}}')[0] == 400
     assert b.docker("ps", "-aq").stdout == b""

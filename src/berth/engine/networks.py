@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -88,6 +89,9 @@ class ContainerView:
     networking: ContainerNetworking
     exposed_ports: tuple[str, ...]
     dir: Path
+
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 
 def container_view(c: Container) -> ContainerView:
@@ -240,8 +244,8 @@ class NetworkService:
         raise NotFound(f"network {ref} not found")
 
     def create(self, req: CreateNetwork) -> Network:
-        if not req.name:
-            raise InvalidArgument("network name must not be empty")
+        if not _NAME.fullmatch(req.name):
+            raise InvalidArgument(f"invalid network name {req.name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         if req.name in ("bridge", "host", "none", "default"):
             raise Forbidden(f"{req.name} is a pre-defined network and cannot be created")
         if req.driver not in ("bridge", ""):
