@@ -218,7 +218,8 @@ def test_attach_with_logs_replays_what_was_written(client: docker.DockerClient) 
     assert c.wait(timeout=10)["StatusCode"] == 0
     tty = client.containers.run("busybox", ["sh", "-c", "echo ttyout"], detach=True, tty=True)
     tty.wait(timeout=10)
-    assert tty.attach(stream=False, logs=True) == b"ttyout\r\n"
+    for _ in range(5):      # bytes that reach docker-py together with the 101's headers are lost to it
+        assert tty.attach(stream=False, logs=True) == b"ttyout\r\n"
 
 
 # ------------------------------------------------------------------------------------------------ state changes

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
+import struct
+import termios
 
 from aiohttp import web
 
@@ -45,7 +48,27 @@ async def upgrade(request: web.Request, content_type: str) -> tuple[asyncio.Tran
     raw = _Raw()
     transport.set_protocol(raw)
     transport.resume_reading()
+    await _headers_read(transport)
     return transport, raw   # type: ignore[return-value]
+
+
+async def _headers_read(transport: asyncio.BaseTransport, limit: float = 0.2) -> None:
+    """Wait (briefly) until a unix-socket client has read the 101's headers. docker-py reads them through a
+    buffered reader and then reads the raw socket: whatever arrived with the headers is lost to it (the replay of
+    attach?logs=1, a quick exec's output). A unix socket's SIOCOUTQ is what its peer has not read yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except OSError:
+            return
+        if unread == 0:
+            return
+        await asyncio.sleep(0.001)
 
 
 async def relay(transport: asyncio.Transport, raw: _Raw, upstream: socket.socket, forward_stdin: bool) -> None:
