@@ -64,6 +64,7 @@ def test_port_bindings_parse_random_fixed_and_ranged_host_ports() -> None:
                                 "53/udp": [{"HostPort": "5300-5310"}]})
     assert got == (PortBinding(80, "tcp", "", 0), PortBinding(80, "tcp", "127.0.0.1", 8080),
                    PortBinding(53, "udp", "", 5300, 5310))
+    assert ports.parse_bindings({"80/tcp": None, "81/tcp": []}) == ()
 
 
 @pytest.mark.parametrize("raw, text", [

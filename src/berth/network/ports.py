@@ -50,7 +50,7 @@ def parse_bindings(raw: Mapping[str, Any] | None) -> tuple[PortBinding, ...]:
         lo, hi, proto = parse_key(str(key))
         if hi != lo:
             raise InvalidArgument(f"invalid port specification: {key!r}: one container port per binding")
-        for item in items or [{}]:
+        for item in items or ():          # null or [] publishes nothing, as in Docker
             if not isinstance(item, Mapping):
                 raise InvalidArgument(f"invalid port binding for {key}: expected {{'HostIp', 'HostPort'}}")
             host_ip = str(item.get("HostIp") or "")
