@@ -296,3 +296,23 @@ def test_a_dockerfile_refused_before_any_step_is_an_http_error_as_dockerd_answer
     status, _ = b.api("POST", "/v1.41/build?dockerfile=missing.Dockerfile", tar_of(context(tmp_path / "x",
                                                                                            "FROM busybox\n")))
     assert status == 404
+
+
+def test_a_client_going_away_stops_the_build_and_leaves_nothing(b: PrivateBerthd, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.peers import DOCKER_CLI
+    ctx = context(tmp_path, "FROM busybox\nRUN echo started && sleep 60\n")
+    proc = subprocess.Popen([DOCKER_CLI, "-H", b.host, "build", "--no-cache", "-t", "gone:1", str(ctx)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **CLASSIC})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == b"started":
+            break
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while b.docker("ps", "-aq").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert_nothing_left(b)
+    assert b.docker("image", "inspect", "gone:1", check=False).returncode != 0

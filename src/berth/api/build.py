@@ -35,7 +35,7 @@ from berth.api.streams import BodyReader, JsonLines, blocking
 from berth.build.builder import Builder, BuildOptions
 from berth.build.cache import BuildCache
 from berth.build.commit import ImageWriter
-from berth.build.executor import RunOutcome, RunStep, StepFailed
+from berth.build.executor import BuildCancelled, RunOutcome, RunStep, StepFailed
 from berth.build.intake import DEFAULT_CONTEXT_LIMIT, receive_context
 from berth.distribution.client import Registry
 from berth.distribution.credentials import AuthConfig, server_key
@@ -59,8 +59,8 @@ class EngineRunner:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def run(self, step: RunStep, on_created: Callable[[str], None],
-            on_output: Callable[[bytes], None]) -> RunOutcome:
+    def run(self, step: RunStep, on_created: Callable[[str], None], on_output: Callable[[bytes], None],
+            cancelled: Callable[[], bool] = lambda: False) -> RunOutcome:
         containers = self._engine.containers
         draft = ContainerConfig(image=str(step.image), image_id=step.image, args=step.args, cmd=step.args,
                                 entrypoint=(), env=step.env, working_dir=step.working_dir, user=step.user,
@@ -78,6 +78,8 @@ class EngineRunner:
                 current = containers.store.load(c.id)
                 if current.state.status not in (Status.RUNNING, Status.CREATED, Status.PAUSED):
                     break
+                if cancelled():
+                    raise BuildCancelled(f"the client went away: the build stopped in container {c.id[:12]}")
                 time.sleep(_POLL)
             state = containers.wait(c.id)
             _relay(log_path, pos, on_output)
@@ -273,7 +275,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             started = time.monotonic()
             received = receive_context(body, ctx, DEFAULT_CONTEXT_LIMIT)
             unpacked = time.monotonic()
-            result = builder.build(received, options, emit, bases=puller)
+            result = builder.build(received, options, emit, bases=puller, cancelled=gone)
             log.info("build %s: context %d bytes unpacked in %.3f s, built in %.3f s", result.image.hex[:12],
                      received.size, unpacked - started, time.monotonic() - unpacked)
         finally:
@@ -284,6 +286,11 @@ async def build(request: web.Request) -> web.StreamResponse:
         return str(result.image)
 
     puller = EnginePuller(request, lines, resp, loop, started)
+
+    def gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
     try:
         image_id = await blocking(run)
         await started()

@@ -27,7 +27,7 @@ from typing import Any
 
 from berth.build.cache import BuildCache, cache_key
 from berth.build.commit import ImageWriter, StepImage, scratch
-from berth.build.executor import BaseImages, RunStep, StepFailed, StepRunner
+from berth.build.executor import BaseImages, BuildCancelled, RunStep, StepFailed, StepRunner
 from berth.build.instructions import Dispatcher, StageState
 from berth.build.intake import Context
 from berth.build.plan import Plan, Stage, plan_build
@@ -71,13 +71,14 @@ class Builder:
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def build(self, context: Context, options: BuildOptions, emit: Emit,
-              bases: BaseImages | None = None) -> BuildResult:
+              bases: BaseImages | None = None, cancelled: Callable[[], bool] = lambda: False) -> BuildResult:
         """Build; bases pulls images FROM names that are not local (this build's credentials), else the
         builder's own puller, if any."""
         text = _read_dockerfile(context, options.dockerfile)
         plan = plan_build(text, options.target, options.build_args, extra_steps=len(options.labels))
         allowed_cache = self._cache_from_ancestry(options.cache_from) if options.cache_from else None
         session = _Session(self, context, options, plan, emit, allowed_cache, bases or self._bases)
+        session.cancelled = cancelled
         image = session.run()
         if image.id is None:
             raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
@@ -156,6 +157,7 @@ class _Session:
                  allowed_cache: set[Digest] | None, bases: BaseImages | None) -> None:
         self.builder, self.options, self.plan, self.emit = builder, options, plan, emit
         self.bases = bases
+        self.cancelled: Callable[[], bool] = lambda: False
         self.received = context
         self.context = context.root
         self.allowed_cache = allowed_cache
@@ -191,6 +193,8 @@ class _Session:
         if base.config.config.on_build:
             dispatcher.run_triggers(base.config.config.on_build)
         for instr in stage.instructions:
+            if self.cancelled():
+                raise BuildCancelled("the client went away: the build stopped")
             self.step += 1
             self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {instr.original}\n"})
             dispatcher.dispatch(instr)
@@ -303,7 +307,7 @@ class _Session:
                        self.options.extra_hosts, self.options.shm_size, self.options.memory)
         outcome = self.builder.runner.run(
             step, lambda cid: self.emit({"stream": f" ---> Running in {cid[:12]}\n"}),
-            lambda data: self.emit({"stream": data.decode("utf-8", "replace")}))
+            lambda data: self.emit({"stream": data.decode("utf-8", "replace")}), self.cancelled)
         if outcome.exit_code != 0:
             self.finish_container(outcome.container_id)
             raise StepFailed(f"The command '{' '.join(args)}' returned a non-zero code: {outcome.exit_code}",

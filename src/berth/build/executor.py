@@ -11,8 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from berth.errors import RuntimeFailure
+from berth.errors import RuntimeFailure, Unavailable
 from berth.oci.digest import Digest
+
+
+class BuildCancelled(Unavailable):
+    """The client went away: the build stops at once, leaving nothing of the step that ran."""
 
 
 class StepFailed(RuntimeFailure):
@@ -44,9 +48,10 @@ class RunOutcome:
 
 
 class StepRunner(Protocol):
-    def run(self, step: RunStep, on_created: Callable[[str], None],
-            on_output: Callable[[bytes], None]) -> RunOutcome:
-        """Create a container for step, start it, stream its output, wait for its exit."""
+    def run(self, step: RunStep, on_created: Callable[[str], None], on_output: Callable[[bytes], None],
+            cancelled: Callable[[], bool] = lambda: False) -> RunOutcome:
+        """Create a container for step, start it, stream its output, wait for its exit. When cancelled()
+        turns true (the client went away) the container is killed and removed and BuildCancelled raised."""
         ...
 
     def remove(self, container_id: str) -> None:
