@@ -339,6 +339,8 @@ def test_the_bad_inputs_get_docker_s_errors_and_leave_nothing(b: PrivateBerthd, 
         (["-v", "/anon", "-v", "fresh:/f", "--volumes-from", "nosuch"], b"No such container: nosuch"),
         (["--mount", "type=volume,dst=/x,readonly"], b"must not set ReadOnly mode when using anonymous volumes"),
         (["--tmpfs", "rel"], b"mount path must be absolute"),
+        (["--mount", "type=volume,src=xy,dst=/x,volume-driver=nfs"], b'plugin "nfs" not found'),
+        (["--volume-driver", "nfs", "-v", "xy:/x"], b'plugin "nfs" not found'),
     ]:
         proc = run(b, "--rm", *args, "busybox", "true")
         assert proc.returncode == 125 and message in proc.stderr, (args, proc.stderr)

@@ -111,7 +111,10 @@ def _volume(m: MountPoint, volumes: VolumeStore, undo: contextlib.ExitStack) -> 
     labels = dict(m.labels)
     if not m.source:
         labels[ANONYMOUS_LABEL] = ""
-    volume, created = volumes.create(m.source, m.driver or "local", labels, m.driver_opts)
+    try:
+        volume, created = volumes.create(m.source, m.driver or "local", labels, m.driver_opts)
+    except NotFound as exc:   # an unknown driver: a 404 here would make the CLI pull the image (as dockerd's does)
+        raise InvalidArgument(str(exc)) from None
     if created:
         undo.callback(_forget, volumes, volume.name)
     return replace(m, source=volume.name, driver=volume.driver, host_path=str(volume.mountpoint),
