@@ -212,10 +212,31 @@ ADD http://127.0.0.1:{port}/remote.txt /downloads/
         server.server_close()
 
 
-def test_network_none_has_only_loopback(b: PrivateBerthd, tmp_path: Path) -> None:
+def test_network_none_has_only_loopback_and_host_reaches_the_host(b: PrivateBerthd, tmp_path: Path) -> None:
     ctx = context(tmp_path, "FROM busybox\nRUN ls /sys/class/net > /ifaces\n")
     build(b, ctx, "-t", "net:none", "--network", "none", "--no-cache")
     assert run(b, "net:none", "cat", "/ifaces") == "lo\n"
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "f").write_text("host only\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, directory=str(served), **kw)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        ctx = context(tmp_path / "host", f"FROM busybox\nRUN wget -q -O /got http://127.0.0.1:{port}/f\n")
+        build(b, ctx, "-t", "net:host", "--network", "host", "--no-cache")
+        assert run(b, "net:host", "cat", "/got") == "host only\n"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_context_over_the_limit_is_refused(tmp_path: Path) -> None:
