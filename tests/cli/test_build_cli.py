@@ -143,18 +143,31 @@ WIRE_CASES: dict[str, list[str]] = {
                    "Linux/AMD64", "--rm=false", "--force-rm", "--iidfile", "IIDFILE", "ctx"],
     "dockerfile in an excluded dir": ["-f", "ctx/docs/build/Dockerfile", "ctx"],
     "dockerfile outside": ["-f", "outside.Dockerfile", "ctx"],
+    "resource flags": ["--add-host", "h:1.2.3.4", "--add-host", "g=5.6.7.8", "--cgroup-parent", "cg", "-c", "512",
+                       "--cpu-period", "100000", "--cpu-quota", "50000", "--cpuset-cpus", "0-1", "--cpuset-mems",
+                       "0", "--isolation", "default", "-m", "512m", "--memory-swap", "1g", "--security-opt",
+                       "seccomp=unconfined", "--shm-size", "64m", "--ulimit", "nofile=1024:2048", "--ulimit",
+                       "nproc=10", "--disable-content-trust=true", "ctx"],
+    "compressed": ["--compress", "ctx"],
+    "stored credentials": ["CREDENTIALS", "ctx"],
 }
+
+_AUTHS = {"auths": {"127.0.0.1:5000": {"auth": "dXNlcjpwQHNzJjw+"},
+                    "https://index.docker.io/v1/": {"auth": "aHViOnNlY3JldA=="}, "empty.example": {}}}
 
 
 @pytest.mark.parametrize("case", sorted(WIRE_CASES))
 def test_the_build_request_is_the_docker_clis(tmp_path: Path, context: Path, case: str) -> None:
     (tmp_path / "outside.Dockerfile").write_text("FROM outside\n")
     env = _env(tmp_path)
+    if "CREDENTIALS" in WIRE_CASES[case]:
+        (tmp_path / "docker-config" / "config.json").write_text(json.dumps(_AUTHS))
     results = []
     for run in (run_docker, run_berth):
         with TinyDaemon(tmp_path / f"{run.__name__}.sock") as daemon:
             daemon.route("POST", "/v1.41/build", Reply(200, _stream(STREAM), {"Content-Type": "application/json"}))
-            args = [a.replace("IIDFILE", str(tmp_path / f"{run.__name__}.iid")) for a in WIRE_CASES[case]]
+            args = [a.replace("IIDFILE", str(tmp_path / f"{run.__name__}.iid")) for a in WIRE_CASES[case]
+                    if a != "CREDENTIALS"]
             proc = run(f"unix://{daemon.socket_path}", args, tmp_path, env)
             assert proc.returncode == 0, proc.stderr.decode()
             seen = _build_request(daemon)
@@ -165,6 +178,12 @@ def test_the_build_request_is_the_docker_clis(tmp_path: Path, context: Path, cas
         assert {k.lower(): v for k, v in bseen.headers.items()}.get(header) == \
             {k.lower(): v for k, v in dseen.headers.items()}.get(header)
     dbody = dseen.body
+    if case == "compressed":
+        # both gzip the context while sending it; the compressors differ, the tar inside must not
+        assert bseen.body[:2] == dseen.body[:2] == b"\x1f\x8b"
+        assert _members(gzip.decompress(bseen.body)) == _members(gzip.decompress(dseen.body))
+        assert bproc.stdout.split(b"\n", 1)[1] == dproc.stdout.split(b"\n", 1)[1]
+        return
     if case == "dockerfile outside":
         # docker's ReplaceFileTarWrapper ends the stream right after the appended Dockerfile's bytes (no padding,
         # no end blocks; dockerd copes); berth sends a complete tar, so only the entries and the lines compare

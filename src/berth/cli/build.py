@@ -66,14 +66,42 @@ def setup(p: argparse.ArgumentParser) -> None:
     for text in ("false", "0", "f", "False", "FALSE"):   # docker's bool flag: --rm=false
         p.add_argument(f"--rm={text}", dest="rm", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
+    _resource_flags(p)
     p.add_argument("context", nargs="*", metavar="PATH | URL | -")
+
+
+def _resource_flags(p: argparse.ArgumentParser) -> None:
+    """The rest of docker's legacy build flags: passed to the daemon as the docker CLI passes them."""
+    from berth.cli.createopts import add_host, go_int, ram_bytes, swap_bytes, ulimit
+
+    p.add_argument("--add-host", action="append", default=[], type=add_host,
+                   help="Add a custom host-to-IP mapping (\"host:ip\")")
+    p.add_argument("--cgroup-parent", default="", help="Set the parent cgroup for the \"RUN\" instructions during "
+                   "build")
+    p.add_argument("--compress", action="store_true", help="Compress the build context using gzip")
+    p.add_argument("-c", "--cpu-shares", type=go_int, default=0, help="CPU shares (relative weight)")
+    p.add_argument("--cpu-period", type=go_int, default=0, help="Limit the CPU CFS (Completely Fair Scheduler) "
+                   "period")
+    p.add_argument("--cpu-quota", type=go_int, default=0, help="Limit the CPU CFS (Completely Fair Scheduler) quota")
+    p.add_argument("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--disable-content-trust", default="true", help="Skip image verification (default true)")
+    p.add_argument("--isolation", default="", help="Container isolation technology")
+    p.add_argument("-m", "--memory", type=ram_bytes, default=0, help="Memory limit")
+    p.add_argument("--memory-swap", type=swap_bytes, default=0, help="Swap limit equal to memory plus swap: -1 to "
+                   "enable unlimited swap")
+    p.add_argument("--security-opt", action="append", default=[], help="Security options")
+    p.add_argument("--shm-size", type=ram_bytes, default=0, help="Size of \"/dev/shm\"")
+    p.add_argument("--squash", action="store_true", help="Squash newly built layers into a single new layer")
+    p.add_argument("--ulimit", action="append", default=[], type=ulimit, help="Ulimit options")
 
 
 # ---- the query --------------------------------------------------------------------------------------------------
 
-def go_json(value: Any) -> str:
-    """encoding/json.Marshal: compact, keys sorted, <>& and U+2028/9 escaped, other text kept as UTF-8."""
-    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+def go_json(value: Any, sort_keys: bool = True) -> str:
+    """encoding/json.Marshal: compact, map keys sorted (sort_keys=False for structs, whose dicts are already in
+    field order), <>& and U+2028/9 escaped, other text kept as UTF-8."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
                     ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
@@ -108,13 +136,27 @@ def build_query(a: argparse.Namespace, dockerfile: str, environ: Mapping[str, st
         q["buildargs"] = go_json(args)
     if a.cache_from:
         q["cachefrom"] = go_json(a.cache_from)
+    if a.cgroup_parent:
+        q["cgroupparent"] = a.cgroup_parent
+    for key, value in (("cpuperiod", a.cpu_period), ("cpuquota", a.cpu_quota), ("cpusetcpus", a.cpuset_cpus),
+                       ("cpusetmems", a.cpuset_mems), ("cpushares", a.cpu_shares)):
+        if value:
+            q[key] = str(value)
     if dockerfile:
         q["dockerfile"] = dockerfile
+    if a.add_host:
+        q["extrahosts"] = tuple(a.add_host)
     if a.force_rm:
         q["forcerm"] = "1"
+    if a.isolation and a.isolation != "default":
+        q["isolation"] = a.isolation
     lab = labels(a.label)
     if lab:
         q["labels"] = go_json(lab)
+    if a.memory:
+        q["memory"] = str(a.memory)
+    if a.memory_swap:
+        q["memswap"] = str(a.memory_swap)
     if a.network and a.network != "default":
         q["networkmode"] = a.network
     if a.no_cache:
@@ -127,10 +169,19 @@ def build_query(a: argparse.Namespace, dockerfile: str, environ: Mapping[str, st
         q["q"] = "1"
     if not a.rm:
         q["rm"] = "0"
+    if a.security_opt:
+        q["securityopt"] = tuple(a.security_opt)
+    if a.shm_size:
+        q["shmsize"] = str(a.shm_size)
+    if a.squash:
+        q["squash"] = "1"
     if a.tag:
         q["t"] = tuple(a.tag)
     if a.target:
         q["target"] = a.target
+    if a.ulimit:
+        # a list of structs: Go keeps their field order (Name, Hard, Soft), it sorts only map keys
+        q["ulimits"] = go_json(a.ulimit, sort_keys=False)
     q["version"] = "1"
     return q
 
@@ -272,9 +323,43 @@ def _display(messages: Iterator[Any], out: TextIO, terminal: bool) -> str:
 
 
 def _registry_config() -> str:
-    # the CLI sends every stored credential; berth sends none yet (pulls of a base image during a build are
-    # anonymous): base64url of {}
-    return base64.urlsafe_b64encode(b"{}").decode()
+    """X-Registry-Config: every stored credential, keyed by registry, as the docker CLI sends it (base64url JSON;
+    `e30=`, i.e. {}, when there are none), so a FROM on a private registry can be pulled."""
+    from pathlib import Path
+
+    from berth.distribution.credentials import CredentialStore, default_config_dir
+
+    path = Path(default_config_dir()) / "config.json"
+    try:
+        config = json.loads(path.read_bytes() or b"{}")
+    except (OSError, ValueError):
+        config = {}
+    keys: set[str] = set()
+    if isinstance(config, dict):
+        for section in ("auths", "credHelpers"):
+            entries = config.get(section)
+            if isinstance(entries, dict):
+                keys.update(str(k) for k in entries)
+    store = CredentialStore()
+    auths: dict[str, dict[str, str]] = {}
+    for key in sorted(keys):
+        auth = store.get(key)
+        entry = {"username": auth.username, "password": auth.password, "serveraddress": key,
+                 "identitytoken": auth.identity_token, "registrytoken": auth.registry_token}
+        auths[key] = {k: v for k, v in entry.items() if v}   # Go's omitempty, in the struct's field order
+    return base64.urlsafe_b64encode(go_json(auths, sort_keys=False).encode()).decode()
+
+
+def _gzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """--compress: the context as a gzip stream, compressed while it is sent."""
+    import zlib
+
+    packer = zlib.compressobj(wbits=31)
+    for chunk in chunks:
+        out = packer.compress(chunk)
+        if out:
+            yield out
+    yield packer.flush()
 
 
 def _prepare(ctx: Ctx, a: argparse.Namespace, tmp: str) -> tuple[_Counted, str]:
@@ -320,6 +405,8 @@ def run_build(ctx: Ctx, a: argparse.Namespace) -> int:
     result: TextIO = io.StringIO() if a.quiet else out
     with tempfile.TemporaryDirectory(prefix="berth-build-") as tmp:
         counted, dockerfile = _prepare(ctx, a, tmp)
+        if a.compress:
+            counted = _Counted(_gzipped(counted.chunks))
         query = build_query(a, dockerfile, ctx.environ)
         try:
             resp = ctx.client.open("POST", "/build", query, body=counted,
