@@ -16,6 +16,7 @@ May import: berth.engine.containers, berth.engine.mounts, berth.volumes, berth.u
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -40,6 +41,7 @@ from berth.volumes.copyup import copy_up
 from berth.volumes.store import ANONYMOUS_LABEL, VolumeStore
 
 _LIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+log = logging.getLogger("berthd")
 
 
 class VolumeUsers:
@@ -184,11 +186,16 @@ def release(c: Container, volumes: VolumeStore, events: EventService | None = No
 
 
 def remove_anonymous(c: Container, volumes: VolumeStore) -> None:
-    """`rm -v`, after the container's record is gone."""
+    """`rm -v`, after the container's record is gone: a volume still used elsewhere stays (not an error, as for
+    dockerd), one that cannot be removed is logged (the container is gone already)."""
     for m in c.config.mounts:
         if m.type is MountType.VOLUME and m.anonymous:
-            with contextlib.suppress(NotFound, Conflict):
+            try:
                 volumes.remove(m.source)
+            except (NotFound, Conflict):
+                continue
+            except BerthError as exc:
+                log.warning("removing volume %s of container %s: %s", m.source, c.short_id, exc)
 
 
 def check_source_propagation(source: str, propagation: str) -> None:

@@ -151,8 +151,8 @@ class VolumeStore:
 
     @contextlib.contextmanager
     def filling(self, name: str) -> Iterator[None]:
-        """Held while a container start checks whether the volume is empty and copies the image's content in:
-        two starts at once must not both copy."""
+        """Held while a container create checks whether the volume is empty and copies the image's content in:
+        two at once must not both copy."""
         with self._lock:
             lock = self._content.setdefault(name, threading.Lock())
         with lock:
@@ -249,6 +249,7 @@ class VolumeStore:
             raise RuntimeFailure(f"remove {volume.name}: {exc}") from exc
         fsync_dir(self.root)
         self._records.pop(volume.name, None)
+        self._content.pop(volume.name, None)
         self._tell("destroy", volume)
         self._delete_tree(trash)
 
