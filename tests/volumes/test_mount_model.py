@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from berth.api.mounts_json import parse_host_mounts, parse_mount, render_mounts
 from berth.engine.mounts import (
@@ -201,3 +203,40 @@ def test_local_driver_options() -> None:
         check_options("v", {"type": "tmpfs"})
     assert mount_flags("bind,ro,size=1m,uid=3") == (4096 | 1, "size=1m,uid=3")
     assert mount_flags("ro,rw") == (0, "")
+
+_PIECES = st.sampled_from(["", "/", "a", "/h", "/x/y", "..", "ro", "rw", "z", "nocopy", "rshared", "ro,rw", ":",
+                           "data", "/etc/../", "bogus", ","])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, min_size=1, max_size=6))
+def test_any_bind_string_parses_or_is_refused_as_invalid(parts: list[str]) -> None:
+    raw = ":".join(parts)
+    try:
+        m = parse_bind(raw)
+    except InvalidArgument:
+        return
+    assert m.destination.startswith("/") and m.destination != "/"
+    assert m.type is MountType.VOLUME or m.source.startswith("/")
+    assert MountPoint.from_json(m.to_json()) == m
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 1 << 31), st.text(max_size=8),
+                    st.sampled_from(["bind", "volume", "tmpfs", "/h", "/t", "v1", "rshared"]),
+                    st.dictionaries(st.sampled_from(["Propagation", "NoCopy", "SizeBytes", "Mode", "Labels",
+                                                     "DriverConfig", "NonRecursive"]),
+                                    st.one_of(st.none(), st.booleans(), st.integers(-1, 4096), st.text(max_size=4)),
+                                    max_size=3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["Type", "Source", "Target", "ReadOnly", "BindOptions", "VolumeOptions",
+                                        "TmpfsOptions"]), _VALUES, max_size=7))
+def test_any_mounts_entry_parses_or_is_refused_as_invalid(raw: dict[str, object]) -> None:
+    try:
+        m = parse_mount(raw)
+    except InvalidArgument:
+        return
+    assert m.destination.startswith("/") and m.type in (MountType.BIND, MountType.VOLUME, MountType.TMPFS)
+    assert spec_mounts([m if m.type is not MountType.VOLUME else MountPoint(
+        m.type, m.destination, m.source, host_path="/v/_data")])
