@@ -378,3 +378,70 @@ def test_stop_kill_and_remove_racing_the_containers_own_exit_never_leave_it_runn
         started = time.monotonic()
         d.remove(force=True)
         assert time.monotonic() - started < 5
+
+
+def test_attach_socket_is_closed_when_the_process_exits_with_stdin_still_open(client: docker.DockerClient) -> None:
+    c = client.containers.create("busybox", ["sh", "-c", "read line; echo got $line; exit 5"], stdin_open=True)
+    sock = raw_socket(client.api.attach_socket(c.id, params={"stdin": 1, "stream": 1, "stdout": 1}))
+    try:
+        c.start()
+        sock.sendall(b"one\n")                 # no half-close: the process's exit alone ends the stream
+        frames = read_frames(sock)
+    finally:
+        sock.close()
+    assert frames == [(1, b"got one\n")]
+    assert c.wait(timeout=10)["StatusCode"] == 5
+
+
+def test_exec_socket_with_a_tty_is_raw_and_takes_stdin(client: docker.DockerClient) -> None:
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True)
+    exec_id = client.api.exec_create(c.id, ["sh", "-c", "read x; echo got:$x; exit 3"], stdin=True, tty=True)["Id"]
+    sock = raw_socket(client.api.exec_start(exec_id, socket=True, tty=True))
+    try:
+        sock.sendall(b"typed\n")
+        sock.settimeout(10)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    assert data.startswith(b"typed\r\n") and b"got:typed\r\n" in data       # the tty's echo, then the output
+    assert b"\x01\x00\x00\x00" not in data                                   # no stream frames with a tty
+    assert client.api.exec_inspect(exec_id)["ExitCode"] == 3
+
+
+def test_wait_conditions(client: docker.DockerClient) -> None:
+    c = client.containers.create("busybox", ["sh", "-c", "sleep 1; exit 2"])
+    assert c.wait(condition="not-running", timeout=5)["StatusCode"] == 0      # created is not running
+    c.start()
+    assert c.wait(condition="next-exit", timeout=10)["StatusCode"] == 2
+    assert c.wait(condition="not-running", timeout=5)["StatusCode"] == 2
+    c.remove()
+    d = client.containers.run("busybox", ["sh", "-c", "sleep 0.5; exit 4"], detach=True, auto_remove=True)
+    assert d.wait(condition="removed", timeout=10)["StatusCode"] == 4
+    with pytest.raises(docker.errors.NotFound):
+        d.reload()
+
+
+def test_inspect_has_dockers_fields(client: docker.DockerClient) -> None:
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, name="pyinspect", mem_limit="64m",
+                              restart_policy={"Name": "on-failure", "MaximumRetryCount": 2},
+                              environment=["K=V"], labels={"a": "b"}, stop_signal="SIGUSR1")
+    a = client.api.inspect_container(c.id)
+    state = a["State"]
+    assert state["Status"] == "running" and state["Running"] and state["Pid"] > 0 and not state["Paused"]
+    assert state["StartedAt"].endswith("Z") and state["FinishedAt"] == "0001-01-01T00:00:00Z"
+    datetime.strptime(state["StartedAt"][:19], "%Y-%m-%dT%H:%M:%S")
+    assert a["Path"] == "sleep" and a["Args"] == ["60"] and a["Name"] == "/pyinspect"
+    assert a["Image"].startswith("sha256:") and a["Config"]["Image"] == "busybox"
+    assert a["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert a["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert "K=V" in a["Config"]["Env"] and a["Config"]["Labels"] == {"a": "b"}
+    assert a["Config"]["StopSignal"] == "SIGUSR1"
+    assert isinstance(a["Mounts"], list) and "NetworkSettings" in a
+    assert a["RestartCount"] == 0 and a["Created"].endswith("Z")
+    c.kill()
+    c.wait(timeout=10)
+    finished = client.api.inspect_container(c.id)["State"]
+    assert finished["Status"] == "exited" and finished["ExitCode"] == 137 and finished["Pid"] == 0
+    assert finished["FinishedAt"] != "0001-01-01T00:00:00Z"
