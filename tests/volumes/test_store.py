@@ -231,3 +231,23 @@ def test_copy_up_of_a_missing_or_non_directory_target_copies_nothing(tmp_path: P
     assert not copy_up(rootfs, "/missing", volume)
     assert not copy_up(rootfs, "/file", volume)
     assert os.listdir(volume) == []
+
+
+@pytest.mark.root
+@needs_root
+def test_a_hard_link_is_never_made_through_a_symlink_swapped_into_the_volume(tmp_path: Path) -> None:
+    from berth.volumes.copyup import _link
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret")
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    os.symlink(str(outside), volume / "sub")   # what a container using the volume could plant mid-copy
+    top = os.open(volume, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError):
+            _link(top, "sub/secret", top, "stolen")
+    finally:
+        os.close(top)
+    assert not (volume / "stolen").exists() and os.stat(outside / "secret").st_nlink == 1

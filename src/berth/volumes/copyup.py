@@ -4,7 +4,10 @@ extended attributes; the volume's own root takes the directory's owner and mode)
 
 Everything is read through file descriptors: the source is opened inside the container's root filesystem with
 openat2(RESOLVE_IN_ROOT), so a symlink in the image resolves inside that root and never out of it, and every
-entry below is opened with O_NOFOLLOW relative to its parent's fd.
+entry below is opened with O_NOFOLLOW relative to its parent's fd. The volume may be mounted in a running container
+meanwhile (an empty volume is filled whoever else uses it), so the writing side never follows a path either: new
+entries are made relative to their directory's fd, attributes are set through an fd of the entry itself, and a
+hard link's first copy is found with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS.
 
 May import: berth.util, berth.errors.
 """
@@ -79,7 +82,7 @@ def _copy_dir(src: int, dst: int, top: int, rel: str, links: dict[tuple[int, int
         if st.st_nlink > 1 and not stat.S_ISLNK(mode):
             first = links.get((st.st_dev, st.st_ino))
             if first is not None:
-                os.link(first, name, src_dir_fd=top, dst_dir_fd=dst, follow_symlinks=False)
+                _link(top, first, dst, name)
                 continue
             links[(st.st_dev, st.st_ino)] = path
         if stat.S_ISREG(mode):
@@ -100,10 +103,28 @@ def _copy_dir(src: int, dst: int, top: int, rel: str, links: dict[tuple[int, int
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(name, mode, st.st_rdev, dir_fd=dst)
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
-            os.chmod(name, stat.S_IMODE(mode), dir_fd=dst)
-            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
+            node = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst)
+            try:
+                if stat.S_IFMT(os.fstat(node).st_mode) != stat.S_IFMT(mode):
+                    raise OSError(f"{path} was replaced while it was being copied")
+                at = f"/proc/self/fd/{node}"   # an O_PATH fd: chown/chmod/utime of the node itself, never a link
+                os.chown(at, st.st_uid, st.st_gid)
+                os.chmod(at, stat.S_IMODE(mode))
+                os.utime(at, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(node)
         # sockets are not content: skipped, as Docker's copy does
+
+
+def _link(top: int, first: str, dst: int, name: str) -> None:
+    """Hard-link the copy already made at `first` (relative to the volume's top fd) as dst/name, the path resolved
+    with no symlink anywhere in it, so a swapped directory cannot make it link a file from outside."""
+    fd = linux.openat2(top, first, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS)
+    try:
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dst, follow_symlinks=True)
+    finally:
+        os.close(fd)
 
 
 def _copy_bytes(src: int, dst: int, size: int) -> None:
