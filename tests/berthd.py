@@ -43,7 +43,7 @@ class PrivateBerthd:
         self.log_path = self.dir / "berthd.log"
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self.bridge, self.bip, self.pool = _private_network()
+        self.bridge, self.bip, self.pool, self._slot_lock = _private_network()
 
     @property
     def host(self) -> str:
@@ -94,6 +94,10 @@ class PrivateBerthd:
         for mount_point in sorted(_mounts_under(str(self.dir)), key=len, reverse=True):
             subprocess.run(["umount", "-l", mount_point], capture_output=True)
         remove_network_leftovers(self.bridge, self.root)
+        if self._slot_lock >= 0:           # the subnets are free for another instance now (once: fds get reused)
+            with contextlib.suppress(OSError):
+                os.close(self._slot_lock)
+            self._slot_lock = -1
         with contextlib.suppress(OSError):
             shutil.rmtree(self.dir)
 
@@ -138,21 +142,32 @@ def _routes() -> list[ipaddress.IPv4Network]:
     return out
 
 
-def _private_network() -> tuple[str, str, str]:
+def _private_network() -> tuple[str, str, str, int]:
     """A bridge name (<= 15 chars) and subnets no other live berthd of this machine uses: a /21 of 10.200.0.0/13
-    keyed by pid and a counter (its first /24 for the default bridge, its upper /22 for user networks in /26s),
-    skipping any that a route already covers."""
+    (its first /24 for the default bridge, its upper /22 for user networks in /26s), held by an flock on
+    /tmp/berth-test-slots/<slot> for the instance's life (released by the kernel if the test process dies), and
+    skipping any that a route already covers. Returns the lock's fd too."""
+    import fcntl
     n = next(_counter)
     used = _routes()
-    for attempt in range(256):
-        slot = (os.getpid() * 7 + n * 13 + attempt) % 256
-        block = ipaddress.IPv4Network("10.200.0.0/13").subnets(new_prefix=21)
-        net = next(b for i, b in enumerate(block) if i == slot)
-        if not any(net.overlaps(r) for r in used):
-            break
-    first = next(net.subnets(new_prefix=24))
-    pool = list(net.subnets(new_prefix=22))[1]
-    return f"bb{os.getpid():x}x{n:x}"[:15], f"{first.network_address + 1}/24", f"base={pool},size=26"
+    blocks = list(ipaddress.IPv4Network("10.200.0.0/13").subnets(new_prefix=21))
+    slots = Path("/tmp/berth-test-slots")
+    slots.mkdir(exist_ok=True)
+    for attempt in range(len(blocks)):
+        slot = (os.getpid() * 7 + n * 13 + attempt) % len(blocks)
+        net = blocks[slot]
+        if any(net.overlaps(r) for r in used):
+            continue
+        fd = os.open(slots / str(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        first = next(net.subnets(new_prefix=24))
+        pool = list(net.subnets(new_prefix=22))[1]
+        return f"bb{os.getpid():x}x{n:x}"[:15], f"{first.network_address + 1}/24", f"base={pool},size=26", fd
+    raise RuntimeError("no free private subnet left in 10.200.0.0/13 for another berthd")
 
 
 def remove_network_leftovers(bridge: str, root: Path) -> None:
