@@ -256,6 +256,8 @@ def test_network_container_shares_the_other_containers_namespace(b: PrivateBerth
     ip = inspect(b, "owner")["NetworkSettings"]["IPAddress"]  # type: ignore[index]
     proc = run(b, "--rm", "--network", "container:owner", "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
     assert f"inet {ip}/".encode() in proc.stdout
+    shared = run(b, "--rm", "--network", "container:owner", "busybox", "cat", "/etc/hosts").stdout.decode()
+    assert f"{ip}\t" in shared                   # the other container's names, as Docker copies them
     assert run(b, "--rm", "--network", "container:nosuch", "busybox", "true").returncode != 0
 
 

@@ -390,10 +390,11 @@ class NetworkService:
             return None
         if kind == "container":
             assert self._running_netns is not None
-            _other_id, path = self._running_netns(c.network_mode.partition(":")[2])
-            self._write_etc(c, etc.hosts([], []), etc.resolv_conf(host_text, c.networking.dns,
-                                                                   c.networking.dns_search,
-                                                                   c.networking.dns_options, False))
+            other_id, path = self._running_netns(c.network_mode.partition(":")[2])
+            other = c.dir.parent / other_id      # its network, so its names and resolvers (127.0.0.11 included)
+            self._write_etc(c, _read(str(other / "hosts")) or etc.hosts([], []),
+                            _read(str(other / "resolv.conf")) or etc.resolv_conf(
+                                host_text, c.networking.dns, c.networking.dns_search, c.networking.dns_options, False))
             return path
         path = self._netns_of(c.id)
         from berth.network.netlink import remove_netns
