@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 class CreateFlagError(UsageError):
     """A flag value docker's CLI rejects before calling the daemon: `docker: <message>.` and exit 125."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, plain: bool = False) -> None:
         super().__init__(message, exit_code=125)
+        self.plain = plain   # printed as is, without "berth: " and the help line
 
 
 # ---- value types (argparse `type=`): errors read like docker's pflag errors --------------------------------------
@@ -152,6 +153,9 @@ def add_create_flags(p: argparse.ArgumentParser, run: bool) -> None:
     """docker create's flags; `run` adds run's (-d, --rm is shared, --sig-proxy, --detach-keys)."""
     for holder in (p, *p._action_groups):  # -h is --hostname here, as in docker; --help stays
         holder.conflict_handler = "resolve"
+    # values like "-1s" (--health-interval) or "-1" (--memory-swap) are values, not flags: no flag of docker's
+    # run looks like that, so argparse may treat them as it treats negative numbers
+    p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[a-zµ]*$")
     lst: dict[str, Any] = {"action": "append", "default": []}
     p.add_argument("-a", "--attach", **lst, help="Attach to STDIN, STDOUT or STDERR")
     p.add_argument("--add-host", **lst, type=add_host, help="Add a custom host-to-IP mapping (host:ip)")
@@ -209,7 +213,7 @@ def add_create_flags(p: argparse.ArgumentParser, run: bool) -> None:
                    "to enable unlimited swap")
     p.add_argument("--memory-swappiness", type=go_int, default=-1, help="Tune container memory swappiness (0 to "
                    "100) (default -1)")
-    p.add_argument("--mount", **lst, help="Attach a filesystem mount to the container")
+    p.add_argument("--mount", **lst, type=mount_flag, help="Attach a filesystem mount to the container")
     p.add_argument("--name", default="", help="Assign a name to the container")
     p.add_argument("--network", "--net", default="", help="Connect a container to a network")
     p.add_argument("--network-alias", "--net-alias", **lst, help="Add network-scoped alias for the container")
@@ -387,13 +391,13 @@ def parse_volumes(specs: Iterable[str]) -> tuple[list[str], dict[str, dict[str, 
     volumes: dict[str, dict[str, Any]] = {}
     for spec in specs:
         parts = spec.split(":")
-        if not spec or len(parts) > 3 or any(not x for x in parts[:2]):
-            raise CreateFlagError(f"invalid spec: {spec}: empty section between colons" if "::" in spec or
-                                  spec.startswith(":") else f"invalid volume specification: '{spec}'")
-        if len(parts) == 1:
-            if not parts[0].startswith("/"):
-                raise CreateFlagError(f"invalid volume specification: '{spec}': invalid mount config for type "
-                                      f'"volume": invalid mount path: \'{spec}\' mount path must be absolute')
+        if not spec:
+            raise CreateFlagError("invalid empty volume spec")
+        if len(parts) > 3:
+            raise CreateFlagError(f"invalid spec: {spec}: too many colons")
+        if any(not x for x in parts):
+            raise CreateFlagError(f"invalid spec: {spec}: empty section between colons")
+        if len(parts) == 1:   # an anonymous volume; the daemon checks its path
             volumes[parts[0]] = {}
             continue
         source = parts[0]
@@ -403,9 +407,6 @@ def parse_volumes(specs: Iterable[str]) -> tuple[list[str], dict[str, dict[str, 
             source = os.path.expanduser(source)
         binds.append(":".join([source, *parts[1:]]))
     return binds, volumes
-
-
-_MOUNT_TYPES = ("bind", "volume", "tmpfs", "npipe", "cluster", "image")
 
 
 def parse_mount(spec: str) -> dict[str, Any]:
@@ -421,9 +422,7 @@ def parse_mount(spec: str) -> dict[str, Any]:
             raise CreateFlagError(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid field '{field}' must "
                                   "be a key=value pair")
         if key == "type":
-            if value not in _MOUNT_TYPES:
-                raise CreateFlagError(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid type '{value}'")
-            mount["Type"] = value
+            mount["Type"] = value   # the daemon judges the type
         elif key in ("source", "src"):
             mount["Source"] = value
         elif key in ("target", "dst", "destination"):
@@ -481,6 +480,14 @@ def parse_mount(spec: str) -> dict[str, Any]:
                                   f"with mount type '{mount['Type']}'")
         mount["TmpfsOptions"] = tmpfs
     return mount
+
+
+def mount_flag(spec: str) -> dict[str, Any]:
+    """--mount as an argparse type: its errors are flag errors, printed with the usage line as docker does."""
+    try:
+        return parse_mount(spec)
+    except CreateFlagError as exc:
+        raise _bad(spec, str(exc).partition(" flag: ")[2] or str(exc)) from None
 
 
 def _csv_fields(spec: str) -> list[str]:
@@ -618,7 +625,7 @@ def create_request(a: argparse.Namespace, environ: Mapping[str, str], detach: bo
                                   "STDOUT and STDERR")
     if detach:
         if attach:
-            raise CreateFlagError("conflicting options: cannot specify both --attach and --detach")
+            raise CreateFlagError("conflicting options: cannot specify both --attach and --detach", plain=True)
         stdin = stdout = stderr = False
     elif attach:
         stdin, stdout, stderr = "stdin" in attach, "stdout" in attach, "stderr" in attach
@@ -666,9 +673,9 @@ def create_request(a: argparse.Namespace, environ: Mapping[str, str], detach: bo
         "CgroupParent": a.cgroup_parent, "BlkioWeight": a.blkio_weight, "CpuPeriod": a.cpu_period,
         "CpuQuota": a.cpu_quota, "CpusetCpus": a.cpuset_cpus, "CpusetMems": a.cpuset_mems,
         "Devices": parse_devices(a.device), "MemoryReservation": a.memory_reservation,
-        "MemorySwap": a.memory_swap, "MemorySwappiness": None if a.memory_swappiness == -1 else a.memory_swappiness,
+        "MemorySwap": a.memory_swap, "MemorySwappiness": a.memory_swappiness,
         "OomKillDisable": a.oom_kill_disable, "PidsLimit": a.pids_limit,
-        "Ulimits": a.ulimit or None, "Mounts": [parse_mount(m) for m in a.mount] or None,
+        "Ulimits": a.ulimit or None, "Mounts": list(a.mount) or None,
         "Init": a.init,
     }
     if not a.log_driver and not a.log_opt:
@@ -691,6 +698,4 @@ def create_request(a: argparse.Namespace, environ: Mapping[str, str], detach: bo
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
         body["StopTimeout"] = a.stop_timeout
-    if a.mac_address:
-        body["MacAddress"] = a.mac_address
-    return body
+    return body   # API 1.44: --mac-address goes in the endpoint only

@@ -127,18 +127,14 @@ def _request(ctx: Ctx, a: argparse.Namespace, detach: bool) -> dict[str, Any]:
     try:
         return create_request(a, ctx.environ, detach=detach, console=_console(ctx, a.tty))
     except CreateFlagError as exc:
+        if exc.plain:
+            raise StatusError(str(exc), 1) from exc
         raise StatusError(f"berth: {exc}\n\nRun 'berth {a.called_as} --help' for more information", 125) from exc
 
 
 def run_create(ctx: Ctx, a: argparse.Namespace) -> int:
     body = _request(ctx, a, detach=False)
-    body["StdinOnce"] = False   # only `run` attaches stdin once
-    try:
-        cid = create_container(ctx, a, body)
-    except (StatusError, UsageError):
-        raise
-    except BerthError as exc:
-        raise status_error(exc, "create") from exc
+    cid = create_container(ctx, a, body)   # docker's create exits 1 on the daemon's errors, not 125
     ctx.out.write(cid + "\n")
     return 0
 
