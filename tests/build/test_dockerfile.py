@@ -241,6 +241,12 @@ def test_continuation_allows_trailing_blanks_after_the_escape() -> None:
     assert df.stages[0].instructions[0].args == ("a  b",)
 
 
+def test_an_escaped_escape_ends_the_instruction_as_in_docker() -> None:
+    df = parse("FROM busybox\nRUN a \\\\\nRUN b \\\\\\\nRUN c\\\n  d\nRUN \\\n e\n")
+    assert [i.args for i in df.stages[0].instructions] == [
+        ("a \\\\",), ("b \\\\\\",), ("c  d",), ("e",)]
+
+
 def test_continuation_at_end_of_file() -> None:
     assert parse("FROM busybox\nRUN a \\").stages[0].instructions[0].args == ("a",)
 
@@ -263,6 +269,8 @@ def test_directives_only_at_the_top_and_syntax_is_kept() -> None:
     assert after_comment.escape == "\\"
     after_blank = parse("\n# escape=`\nFROM busybox\n")
     assert after_blank.escape == "\\"
+    after_unknown = parse("# foo=bar\n# escape=`\nFROM busybox\n")
+    assert after_unknown.escape == "\\"
 
 
 def test_directive_errors() -> None:

@@ -343,3 +343,56 @@ def test_dockerignore_matches_the_docker_cli(seeded_daemon: Daemon, tmp_path: Pa
     ours = sent | {"/".join(name.split("/")[:i]) for name in sent for i in range(1, name.count("/") + 1)}
     # the daemon drops the Dockerfile and .dockerignore from the context when .dockerignore excludes them
     assert theirs - {"Dockerfile", ".dockerignore"} == ours - {"Dockerfile", ".dockerignore"}
+
+
+# --- line joining, generated ------------------------------------------------------------------------------------
+
+_PIECES = ["a", "b c", "  ", "\t", "x\\y", "'q'", '"d q"', "$v", "#not-comment", "caf\u00e9", "=", "(p)"]
+
+
+def _generated_dockerfile(seed: int, count: int, escape: str, pieces: list[str]) -> str:
+    """MAINTAINER steps (any text is one argument, each is a cheap step) split over continuations, with comment
+    lines, blank and blank-looking lines, blanks after the escape, CRLF endings and indentation."""
+    rng = random.Random(seed)
+    lines = [f"# escape={escape}"] if escape != "\\" else []
+    lines.append("FROM busybox")
+    for _ in range(count):
+        parts = [rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(1, 4))]
+        text = rng.choice(["", "  ", "\t"]) + "MAINTAINER " + "w" + parts[0]
+        for part in parts[1:]:
+            text += escape + rng.choice(["", " ", " \t"])
+            lines.append(text)
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                lines.append(rng.choice(["# comment " + part, "   # indented comment", ""]))
+            text = rng.choice(["", " ", "\t"]) + part
+        lines.append(text + rng.choice(["", "   "]))
+        if rng.random() < 0.2:
+            lines.append("")
+    return "".join(line + rng.choice(["\n", "\n", "\r\n"]) for line in lines)
+
+
+@pytest.mark.parametrize(("escape", "seed", "tricky"), [("\\", 11, False), ("`", 12, False), ("\\", 13, True),
+                                                        ("`", 14, True)])
+def test_generated_continuations_join_like_dockerd(seeded_daemon: Daemon, tmp_path: Path, escape: str, seed: int,
+                                                   tricky: bool) -> None:
+    # tricky: pieces ending in an escaped escape, which Docker does not take as a continuation (the generated
+    # file then usually breaks; both must break the same way)
+    pieces = _PIECES + ([escape * 2, "z" + escape * 2] if tricky else [])
+    text = _generated_dockerfile(seed, 30, escape, pieces)
+    rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, text), "--no-cache")
+    if rc != 0:
+        with pytest.raises(DockerfileError) as info:
+            parse(text)
+        assert str(info.value) == _daemon_error(stderr)
+        assert tricky, stderr
+        return
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stdout)
+    steps = [m.group(1) for line in plain.split("\n") if (m := _STEP.match(line))]
+    df = parse(text)
+    assert df.escape == escape
+    ours = [df.stages[0].from_instruction.original if df.stages[0].from_instruction else ""]
+    ours += [i.original for i in df.stages[0].instructions]
+    assert steps == ours
+    config = inspect(seeded_daemon, image_id(stdout))
+    rmi(seeded_daemon, image_id(stdout))
+    assert config["Author"] == df.stages[0].instructions[-1].args[0]

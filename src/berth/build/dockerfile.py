@@ -243,7 +243,7 @@ class _Directives:
         self.syntax: str | None = None
         self.done = False
         self.seen: set[str] = set()
-        self.continuation = re.compile(r"\\[ \t]*$")
+        self.continuation = _continuation("\\")
 
     def possible_directive(self, line: str) -> None:
         if self.done:
@@ -254,6 +254,7 @@ class _Directives:
             return
         key = match.group(1).lower()
         if key not in _KNOWN_DIRECTIVES:
+            self.done = True  # an unknown directive ends them, as any comment does
             return
         if key in self.seen:
             raise _Reason(f"only one {key} parser directive can be used")
@@ -263,15 +264,23 @@ class _Directives:
             if value not in ("`", "\\"):
                 raise _Reason(f"invalid escape token '{value}' does not match ` or \\")
             self.escape = value
-            self.continuation = re.compile(re.escape(value) + r"[ \t]*$")
+            self.continuation = _continuation(value)
         elif key == "syntax":
             self.syntax = value
+
+
+def _continuation(escape: str) -> re.Pattern[str]:
+    """Docker's line-continuation test: the escape as the last non-blank character, alone on its line or after a
+    character that is not the escape itself (so `a \\\\` ends the instruction, and so does `a \\\\\\`: Go has
+    no look-behind to count them)."""
+    e = re.escape(escape)
+    return re.compile(f"([^{e}]){e}[ \t]*$|^{e}[ \t]*$")
 
 
 def _trim_continuation(line: str, d: _Directives) -> tuple[str, bool]:
     match = d.continuation.search(line)
     if match is not None:
-        return line[:match.start()], False
+        return line[:match.start()] + (match.group(1) or ""), False
     return line, True
 
 
