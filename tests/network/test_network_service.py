@@ -130,3 +130,10 @@ def test_reconcile_releases_ended_containers_and_drops_removed_ones(svc: Network
     assert members[live.id].endpoint is None and members[ended.id].endpoint is None
     with pytest.raises(Conflict, match="network with name front already exists"):
         svc.create(CreateNetwork("front"))
+
+
+@pytest.mark.parametrize("bridge, bip", [("x" * 16, "10.0.0.1/24"), ("bad name", "10.0.0.1/24"),
+                                         ("ok0", "10.0.0.0/24"), ("ok0", "10.0.0.255/24"), ("ok0", "10.0.0.1/31")])
+def test_daemon_options_are_checked(bridge: str, bip: str) -> None:
+    with pytest.raises(InvalidArgument):
+        NetworkOptions(bridge, IPv4Interface(bip))

@@ -56,6 +56,10 @@ class NetworkOptions:
     def __post_init__(self) -> None:
         if not 1 <= len(self.bridge) <= 15 or not all(ch.isalnum() or ch in "-_." for ch in self.bridge):
             raise InvalidArgument(f"invalid --bridge {self.bridge!r}: 1 to 15 letters, digits, '-', '_' or '.'")
+        net = self.bip.network
+        if net.prefixlen > 30 or self.bip.ip in (net.network_address, net.broadcast_address):
+            raise InvalidArgument(f"invalid --bip {self.bip}: the bridge's own address in a /30 or larger subnet, "
+                                  f"e.g. 172.31.0.1/16")
 
 
 @dataclass(frozen=True, slots=True)
