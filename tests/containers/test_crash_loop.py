@@ -136,6 +136,13 @@ def test_fifty_create_start_rm_cycles_survive_kill_9_at_random_points(b: Private
     print("recoveries:", {what: log.count(what) for what in (
         "whose create a crash interrupted", "whose removal a crash interrupted", "rolled back the start",
         "exited while berthd was down", "still running", "did not parse")})
+    # the leak checks below look where berth puts things: one live container shows they would see a leak
+    answer = b.api("POST", "/containers/create", json.dumps({"Image": "busybox", "Cmd": ["sleep", "60"]}).encode())
+    probe = json.loads(answer[1])["Id"]
+    assert b.api("POST", f"/containers/{probe}/start")[0] == 204
+    netns_dir = b.exec_root / "netns"
+    assert cgroups_of({probe}) and _mounts_under(str(b.root / "containers" / probe))
+    assert len(_pids_mentioning(str(b.dir))) > 1 and list(netns_dir.iterdir())
     seen |= record_ids(b)
     status, body = b.api("GET", "/containers/json?all=1")
     for c in json.loads(body):
@@ -145,4 +152,22 @@ def test_fifty_create_start_rm_cycles_survive_kill_9_at_random_points(b: Private
     assert _mounts_under(str(b.dir)) == []
     assert cgroups_of(seen) == []
     assert _pids_mentioning(str(b.dir)) == []
-    assert not list((b.exec_root / "netns").iterdir()) if (b.exec_root / "netns").exists() else True
+    assert not netns_dir.exists() or list(netns_dir.iterdir()) == []
+
+
+def test_a_record_that_does_not_parse_is_quarantined_with_a_log_line(b: PrivateBerthd) -> None:
+    answer = b.api("POST", "/containers/create", json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode())
+    bad = json.loads(answer[1])["Id"]
+    answer = b.api("POST", "/containers/create", json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode())
+    good = json.loads(answer[1])["Id"]
+    b.kill()
+    (b.root / "containers" / bad / "config.json").write_text('{"id": "' + bad + '", "created"')   # torn by hand
+    offset = b.log_path.stat().st_size
+    b.start()
+    status, body = b.api("GET", "/containers/json?all=1")
+    assert status == 200 and [c["Id"] for c in json.loads(body)] == [good]
+    assert (b.root / "quarantine" / bad).is_dir() and not (b.root / "containers" / bad).exists()
+    log = b.log_path.read_text(errors="replace")[offset:]
+    assert f"container record {bad} did not parse" in log, log
+    assert b.api("GET", f"/containers/{bad}/json")[0] == 404
+    assert timed(b, "DELETE", f"/containers/{good}?force=1") == 204

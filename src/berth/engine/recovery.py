@@ -55,8 +55,10 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
         if _CONTAINER_ID.fullmatch(entry):
             _forget(entry, snapshots, state_root, netns_of, socket_of)
         shutil.rmtree(d, ignore_errors=True)
+    quarantine = store.root.parent / "quarantine"    # kept whole there, snapshot included, for a person to look at
+    kept = set(os.listdir(quarantine)) if quarantine.is_dir() else set()
     for key in snapshots.snapshot_keys():
-        if _CONTAINER_ID.fullmatch(key) and key not in present:
+        if _CONTAINER_ID.fullmatch(key) and key not in present and key not in kept:
             _forget(key, snapshots, state_root, netns_of, socket_of)
             notes.append(f"removed the snapshot of container {key[:12]}, whose create a crash interrupted")
     for c in list(store.all()):
