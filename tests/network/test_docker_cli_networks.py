@@ -431,3 +431,52 @@ def test_parallel_starts_never_share_an_address_and_prune_honours_until(b: Priva
     assert port + 2 <= int(published["90/tcp"][0]["HostPort"]) <= port + 9
     proc = b.docker("network", "prune", "-f", "--filter", "until=yesterday-ish", check=False)
     assert proc.returncode != 0 and b"invalid until filter" in proc.stderr
+
+
+@pytest.fixture
+def outside(b: PrivateBerthd) -> Iterator[tuple[str, str]]:
+    """A stand-in for "the outside": a namespace of the test's own behind a veth, in the unused /24 of the daemon's
+    private block, with a server that answers the address it sees the client coming from. Yields (server address,
+    the host's address on that link)."""
+    import ipaddress
+    spare = ipaddress.IPv4Network(b.bip, strict=False).network_address + 256
+    host_ip, far_ip = str(spare + 1), str(spare + 2)
+    ns, veth = f"bo{b.bridge[2:]}"[:15], f"vo{b.bridge[2:]}"[:15]
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    server = None
+    try:
+        for argv in (["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                     ["ip", "addr", "add", f"{host_ip}/30", "dev", veth], ["ip", "link", "set", veth, "up"],
+                     ["ip", "-n", ns, "addr", "add", f"{far_ip}/30", "dev", "eth0"],
+                     ["ip", "-n", ns, "link", "set", "eth0", "up"], ["ip", "-n", ns, "link", "set", "lo", "up"]):
+            subprocess.run(argv, check=True)
+        code = ("import http.server as h\n"
+                "class H(h.BaseHTTPRequestHandler):\n"
+                "  def do_GET(s):\n"
+                "    s.send_response(200); s.end_headers(); s.wfile.write(s.client_address[0].encode())\n"
+                "  def log_message(s, *a): pass\n"
+                f"h.HTTPServer(('{far_ip}', 8080), H).serve_forever()\n")
+        server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", code])
+        deadline = time.monotonic() + 10
+        while subprocess.run(["ip", "netns", "exec", ns, "python3", "-c",
+                              f"import socket; socket.create_connection(('{far_ip}', 8080), 1)"],
+                             capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "the outside server did not start"
+            time.sleep(0.1)
+        yield far_ip, host_ip
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_outbound_traffic_is_masqueraded_as_the_host(b: PrivateBerthd, outside: tuple[str, str]) -> None:
+    far_ip, host_ip = outside
+    proc = run(b, "--rm", "busybox", "wget", "-qO-", f"http://{far_ip}:8080/")
+    assert proc.stdout.decode() == host_ip, proc.stderr    # the server saw the host, not the container
+    b.docker("network", "create", "--internal", "walled")
+    sealed = run(b, "--rm", "--network", "walled", "busybox", "sh", "-c",
+                 f"timeout 2 wget -qO- http://{far_ip}:8080/; echo rc=$?")
+    assert sealed.stdout.endswith(b"rc=1\n") or sealed.stdout.endswith(b"rc=143\n")   # no way out
