@@ -76,9 +76,9 @@ def test_volume_commands_print_what_dockerd_prints(clean: tuple[str, PrivateBert
     assert "<id>" in _same(pair, "volume", "create")
     _same(pair, "volume", "inspect", "pa", "pb")
     _same(pair, "volume", "inspect", "--format", "{{.Name}} {{.Driver}} {{.Labels}} {{.Options}} {{.Scope}}", "pb")
-    for filters in ([], ["-f", "label=team"], ["-f", "label=team=a"], ["-f", "label=team=z"], ["-f", "name=p"],
+    for filters in ([], ["-f", "label=team"], ["-f", "label=team=a"], ["-f", "label=team=z"], ["-f", "name=p"], ["-f", "name=^pa$"], ["-f", "name=b$"], ["-f", "name=["],
                     ["-f", "driver=local"], ["-f", "dangling=true"], ["-f", "dangling=false"], ["-q"],
-                    ["--format", "{{.Name}}\t{{.Labels}}\t{{.Mountpoint}}"], ["-f", "bogus=1"],
+                    ["--format", "{{.Name}}\t{{.Label \"team\"}}\t{{.Mountpoint}}"], ["-f", "bogus=1"],
                     ["-f", "dangling=maybe"]):
         _same(pair, "volume", "ls", *filters)
     for bad in (["create", "a/b"], ["create", "x"], ["create", "-o", "bogus=1", "x2"], ["create", "-d", "nfs", "x3"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,14 @@ def _flag(given: Mapping[str, list[str]], key: str) -> bool | None:
     if values - _TRUE - _FALSE or len(values) > 1:   # dockerd prints the values as a Go slice
         raise InvalidArgument(f"Invalid filter '{key}=[{' '.join(given[key])}]'")
     return values <= _TRUE
+
+
+def _matches_name(pattern: str, name: str) -> bool:
+    """dockerd's name filter is a regular expression search (a bad one matches nothing)."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False
 
 
 def _labels_match(v: Volume, wanted: Sequence[str]) -> bool:
@@ -76,7 +85,7 @@ async def list_volumes(request: web.Request) -> web.Response:
         users = engine.volumes.references() if dangling is not None else {}
         out = []
         for v in engine.volumes.all():
-            if "name" in given and not any(n in v.name for n in given["name"]):
+            if "name" in given and not any(_matches_name(n, v.name) for n in given["name"]):
                 continue
             if "driver" in given and v.driver not in given["driver"]:
                 continue
