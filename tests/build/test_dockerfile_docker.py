@@ -396,3 +396,26 @@ def test_generated_continuations_join_like_dockerd(seeded_daemon: Daemon, tmp_pa
     config = inspect(seeded_daemon, image_id(stdout))
     rmi(seeded_daemon, image_id(stdout))
     assert config["Author"] == df.stages[0].instructions[-1].args[0]
+
+
+# --- JSON or shell form -----------------------------------------------------------------------------------------
+
+_FORMS = ['["a", "b c"]', '[ "a" ]', '["a"] trailing', "[]", "['a']", '["a" "b"]', '["a",]', '["\\u00e9\\n"]',
+          '[ "x",  "y" ]  ', "[NaN]", "not json", '["a", ["b"]]', '["a", null]', '{"a": 1}', '["unterminated']
+
+
+@pytest.mark.parametrize("form", _FORMS)
+def test_json_form_detection_matches_dockerd(seeded_daemon: Daemon, tmp_path: Path, form: str) -> None:
+    text = f"FROM busybox\nCMD {form}\n"
+    rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, text))
+    try:
+        instr = parse(text).stages[0].instructions[0]
+    except DockerfileError as exc:
+        assert rc != 0
+        assert _daemon_error(stderr).endswith(exc.reason)
+        return
+    assert rc == 0, stderr
+    cmd = inspect(seeded_daemon, image_id(stdout))["Config"]["Cmd"]
+    rmi(seeded_daemon, image_id(stdout))
+    expected = list(instr.args) if instr.json_form else ["/bin/sh", "-c", instr.args[0]]
+    assert cmd == expected
