@@ -104,7 +104,7 @@ class ImageWriter:
             history = History(now, created_by, author if author is not None else base.author, "", empty)
             image_config = replace(base, diff_ids=diff_ids, config=config, created=now,
                                    author=author if author is not None else base.author,
-                                   history=(*_history_of(base), history),
+                                   history=(*base.history, history),
                                    container_config=container_config or {}, comment="")
             image_id = self._blobs.put_bytes(image_config.to_bytes(), lease=lease)
             manifest = Manifest(MediaType.OCI_MANIFEST,
@@ -143,7 +143,3 @@ class ImageWriter:
     def lowerdirs(self, image: StepImage) -> list[Path]:
         top = image.top_layer
         return self._snapshots.lowerdirs(top) if top is not None else []
-
-
-def _history_of(config: ImageConfig) -> tuple[History, ...]:
-    return config.history

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -24,13 +23,15 @@ from berth.build import shellwords
 from berth.build.checksum import source_checksum
 from berth.build.commit import ImageWriter, StepImage
 from berth.build.context import resolve_source_entries
-from berth.build.copy import ROOT, Owner, RootWriter, lookup_owner, parse_chmod
+from berth.build.copy import ROOT, RootWriter, lookup_owner, parse_chmod
 from berth.build.executor import StepFailed
 from berth.build.fetch import fetch_url, is_archive, unpack_archive
 from berth.build.plan import Instr, parse_trigger
 from berth.build.steps import (
     DEFAULT_SHELL,
     ArgScope,
+    config_key,
+    container_config,
     expansion_env,
     go_list,
     go_quote,
@@ -41,13 +42,9 @@ from berth.build.steps import (
     run_created_by,
     set_env,
 )
+from berth.build.upper import drop_mount_points
 from berth.errors import BerthError, InvalidArgument
 from berth.oci.config import ContainerConfig, Healthcheck
-
-# Paths the engine bind-mounts over a container's rootfs; overlayfs may create them in the upper directory
-# as mount points. Docker keeps them in a separate init layer, so a RUN step's layer never holds them.
-_MOUNT_POINTS = ("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")
-_MOUNT_DIRS = ("etc", "dev", "proc", "sys")
 
 
 class Steps(Protocol):
@@ -119,10 +116,10 @@ class Dispatcher:
     def _meta(self, text: str, config: ContainerConfig, author: str | None = None) -> None:
         parent = self._st.image
         created_by = nop(text, config.shell)
-        key_text = created_by + "\0" + _config_key(config)
+        key_text = created_by + "\0" + config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
-            hit = self._s.writer.commit(parent, config, created_by, None, _container_config(config, created_by),
+            hit = self._s.writer.commit(parent, config, created_by, None, container_config(config, created_by),
                                         author=author if author is not None else self._st.author)
             self._s.remember(parent, key_text, hit)
         self._st.image, self._st.config = hit, hit.config.config
@@ -251,7 +248,7 @@ class Dispatcher:
         parent = self._st.image
         # one space after #(nop): dockerd builds this text apart from the other metadata steps
         created_by = " ".join(self._st.config.shell or DEFAULT_SHELL) + " #(nop) WORKDIR " + wd
-        key_text = created_by + "\0" + _config_key(config)
+        key_text = created_by + "\0" + config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
             with self._s.snapshot(parent) as (key, mnt):
@@ -268,7 +265,7 @@ class Dispatcher:
         if not any(os.scandir(upper)):
             self._s.writer.discard(key)
             snapshot = None
-        return self._s.writer.commit(parent, config, created_by, snapshot, _container_config(config, created_by),
+        return self._s.writer.commit(parent, config, created_by, snapshot, container_config(config, created_by),
                                      author=self._st.author)
 
     def _run(self, instr: Instr) -> None:
@@ -279,17 +276,17 @@ class Dispatcher:
         in_scope = self._st.args.for_history(config.env)
         created_by = run_created_by(cmd, in_scope)
         parent = self._st.image
-        key_text = created_by + "\0" + _config_key(config)
+        key_text = created_by + "\0" + config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
             env = (*config.env, *self._st.args.for_run(config.env))
             cid = self._s.run_container(parent, cmd, env)
             try:
                 upper = self._s.writer.upper(cid)
-                _drop_mount_points(upper, self._s.writer.lowerdirs(parent))
+                drop_mount_points(upper, self._s.writer.lowerdirs(parent))
                 snapshot: str | None = cid if any(os.scandir(upper)) else None
                 hit = self._s.writer.commit(parent, config, created_by, snapshot,
-                                            _container_config(config, created_by), author=self._st.author)
+                                            container_config(config, created_by), author=self._st.author)
             finally:
                 self._s.finish_container(cid)
             self._s.remember(parent, key_text, hit)
@@ -371,7 +368,7 @@ class Dispatcher:
             chown_text = f"--chown={flags['chown']}" if flags.get("chown") else ""
             created_by = f"{' '.join(self._st.config.shell or DEFAULT_SHELL)} #(nop) {word} {chown_text}{checksum} " \
                          f"in {dest} "
-            key_text = created_by + "\0" + repr(sorted(flags.items())) + "\0" + _config_key(self._st.config)
+            key_text = created_by + "\0" + repr(sorted(flags.items())) + "\0" + config_key(self._st.config)
             hit = self._s.cached(parent, key_text, checksum)
             if hit is None:
                 self._s.materialize(sources)
@@ -414,61 +411,6 @@ def _text(instr: Instr) -> str:
     return instr.args[0] if instr.args else ""
 
 
-def _drop_mount_points(upper: Path, lowers: Sequence[Path]) -> None:
-    """Remove what only the engine's mounts put into a RUN container's upper directory (Docker keeps them in an
-    init layer): the /etc files it bind-mounts, and directories that exist only as their mount points or were
-    copied up for them without any change of their own."""
-    for rel in _MOUNT_POINTS:
-        path = upper / rel
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and (st.st_size == 0 or not any(os.path.lexists(low / rel) for low in lowers)):
-            path.unlink()
-    for rel in _MOUNT_DIRS:
-        path = upper / rel
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode) or any(os.scandir(path)) or _opaque(path):
-                continue
-        except OSError:
-            continue
-        below = next((low / rel for low in lowers if os.path.lexists(low / rel)), None)
-        if below is None:
-            if rel in ("dev", "proc", "sys"):
-                os.rmdir(path)
-            continue
-        lst = os.lstat(below)
-        if stat.S_ISDIR(lst.st_mode) and (lst.st_mode, lst.st_uid, lst.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
-            os.rmdir(path)
-
-
-def _opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def _config_key(config: ContainerConfig) -> str:
-    import json
-    return json.dumps(config.to_json(), sort_keys=True)
-
-
-def _container_config(config: ContainerConfig, created_by: str) -> dict[str, object]:
-    """Docker's legacy container_config of a build step: the config with the step's command as Cmd."""
-    out: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": config.user, "AttachStdin": False,
-                           "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
-                           "StdinOnce": False, "Env": list(config.env) or None,
-                           "Cmd": ["/bin/sh", "-c", created_by.removeprefix("/bin/sh -c ")],
-                           "Image": "", "Volumes": {v: {} for v in config.volumes} or None,
-                           "WorkingDir": config.working_dir, "Entrypoint": list(config.entrypoint)
-                           if config.entrypoint is not None else None, "OnBuild": list(config.on_build) or None,
-                           "Labels": dict(config.labels) or None}
-    return out
-
-
 def _with_line(exc: BerthError, instr: Instr) -> BerthError:
     if isinstance(exc, StepFailed) or "Dockerfile line" in str(exc):
         return exc
@@ -480,4 +422,4 @@ def _with_line(exc: BerthError, instr: Instr) -> BerthError:
         return InvalidArgument(f"{prefix}{text} (Dockerfile line {instr.line})")
 
 
-__all__ = ["Dispatcher", "Owner", "StageState", "Steps"]
+__all__ = ["Dispatcher", "StageState", "Steps"]

@@ -87,10 +87,6 @@ def _global_args(dockerfile: Dockerfile, given: Mapping[str, str | None]) -> tup
     return values, declared
 
 
-def global_defaults_only(plan: Plan) -> dict[str, str | None]:
-    return dict(plan.global_defaults)
-
-
 def parse_trigger(text: str) -> Instruction:
     """An ONBUILD trigger from an image's config, as the instruction it runs in the child build."""
     dockerfile = parse("FROM scratch\n" + text + "\n")

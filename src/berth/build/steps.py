@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from berth.errors import InvalidArgument
-from berth.oci.config import Healthcheck
+from berth.oci.config import ContainerConfig, Healthcheck
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -160,3 +161,20 @@ def normalise_port(spec: str) -> list[str]:
     if int(hi) < int(lo):
         raise InvalidArgument(f"invalid port range: {port}")
     return [f"{p}/{proto}" for p in range(int(lo), int(hi) + 1)]
+
+
+def config_key(config: ContainerConfig) -> str:
+    return json.dumps(config.to_json(), sort_keys=True)
+
+
+def container_config(config: ContainerConfig, created_by: str) -> dict[str, object]:
+    """Docker's legacy container_config of a build step: the config with the step's command as Cmd."""
+    out: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": config.user, "AttachStdin": False,
+                           "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+                           "StdinOnce": False, "Env": list(config.env) or None,
+                           "Cmd": ["/bin/sh", "-c", created_by.removeprefix("/bin/sh -c ")],
+                           "Image": "", "Volumes": {v: {} for v in config.volumes} or None,
+                           "WorkingDir": config.working_dir, "Entrypoint": list(config.entrypoint)
+                           if config.entrypoint is not None else None, "OnBuild": list(config.on_build) or None,
+                           "Labels": dict(config.labels) or None}
+    return out
