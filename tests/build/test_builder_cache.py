@@ -98,3 +98,20 @@ def test_the_cache_survives_a_killed_and_restarted_daemon(b: PrivateBerthd, ctx:
     b.kill()
     b.start()
     assert all(hit for _, hit in build(b, ctx))
+
+
+def test_concurrent_builds_of_one_context_all_succeed_and_agree(b: PrivateBerthd, ctx: Path) -> None:
+    import concurrent.futures
+
+    (ctx / "src" / "main.py").write_text("print('concurrent')\n")
+
+    def one(i: int) -> bytes:
+        proc = b.docker("build", "--no-cache", "-t", f"concurrent:{i}", str(ctx), env=CLASSIC, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return b.docker("run", "--rm", f"concurrent:{i}", "cat", "/listing").stdout
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        outputs = list(pool.map(one, range(3)))
+    assert outputs == [b"main.py\n"] * 3
+    assert b.docker("ps", "-aq").stdout == b""
+    assert not list((b.root / "snapshots" / "active").glob("*.json"))
