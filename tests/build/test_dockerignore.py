@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+import io
+import json
+import os
+import random
 import string
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from berth.build.context import context_tar
 from berth.build.dockerignore import Matcher, Pattern, go_clean, go_match, parse_dockerignore, read_dockerignore
 from berth.errors import InvalidArgument
 
@@ -184,3 +191,63 @@ def test_a_pattern_without_special_characters_matches_itself_and_its_contents(na
     m = matcher(name)
     assert m.excluded(clean)
     assert m.excluded(clean + "/inside")
+
+
+# --- against the docker CLI's own walk ------------------------------------------------------------------------------
+
+def _random_case(rng: random.Random) -> tuple[list[str], str]:
+    names = ["a", "b", "ab", "a.b", "x", "d"]
+    files = sorted({"/".join(rng.choice(names) for _ in range(rng.randint(1, 3))) for _ in range(12)})
+    atoms = ["a", "b", "ab", "*", "?", "**", "[ab]", "a*", "*.b", "x", "d", "[^a]", "a?", "\\a"]
+    lines = []
+    for _ in range(rng.randint(1, 5)):
+        pattern = "/".join(rng.choice(atoms) for _ in range(rng.randint(1, 3)))
+        prefix = rng.choice(["", "", "!", "/", "./", "!/"])
+        lines.append(prefix + pattern + rng.choice(["", "", "/"]))
+    return files, "\n".join(lines) + "\n"
+
+
+def _docker_cli_sends(tmp: Path, ctx: Path) -> set[str]:
+    from tests.cli.tiny_daemon import Reply, TinyDaemon
+    from tests.peers import DOCKER_CLI
+
+    stream = [json.dumps(m).encode() + b"\r\n" for m in ({"aux": {"ID": "sha256:" + "0" * 64}},)]
+    with TinyDaemon(tmp / "d.sock") as daemon:
+        daemon.route("POST", "/v1.41/build", Reply(200, stream))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "DOCKER_BUILDKIT": "0",
+               "DOCKER_CONFIG": str(tmp / "cfg")}
+        proc = subprocess.run([DOCKER_CLI, "-H", f"unix://{daemon.socket_path}", "build", str(ctx)], env=env,
+                              capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr.decode()
+        (seen,) = [s for s in daemon.seen if "/build" in s.path]
+    with tarfile.open(fileobj=io.BytesIO(seen.body)) as tar:
+        return {m.name.rstrip("/") for m in tar.getmembers()}
+
+
+def _berth_sends(ctx: Path) -> set[str]:
+    buf = io.BytesIO()
+    context_tar(ctx, "Dockerfile", read_dockerignore(ctx), buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        return {m.name.rstrip("/") for m in tar.getmembers()}
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("seed", range(6))
+def test_random_dockerignores_leave_out_what_the_docker_cli_leaves_out(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    for case in range(8):
+        files, ignore = _random_case(rng)
+        ctx = tmp_path / f"ctx{case}"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text("FROM x\n")
+        for name in files:
+            path = ctx / name
+            if any(p.is_file() for p in [*path.parents][:-1] if p != ctx and p.is_relative_to(ctx)):
+                continue  # a file where this one needs a directory
+            if path.is_dir():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(name)
+        (ctx / ".dockerignore").write_text(ignore)
+        assert _berth_sends(ctx) == _docker_cli_sends(tmp_path, ctx), (ignore, sorted(files))
