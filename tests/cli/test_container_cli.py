@@ -116,6 +116,7 @@ def test_detached_lifecycle_ps_logs_stop_wait_rm(bd: PrivateBerthd) -> None:
     same(bd, "ps", "-q")
     same(bd, "ps", "--filter", "label=team=blue", "--format", "{{.Names}} {{.Status}} {{.Labels}}")
     same(bd, "ps", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.State}}")
+    same(bd, "ps", "--format", 'table {{.Names}}\\t{{.Label "team"}}\\t{{.Label "none"}}')
     same(bd, "ps", "-n", "1", "--format", "json")
     same(bd, "logs", "life")
     same(bd, "logs", "-t", "--tail", "1", "life")

@@ -12,7 +12,7 @@ import time
 
 from berth.cli.context import Ctx, UsageError
 from berth.cli.formatter import render_list
-from berth.cli.gotemplate import GoNil, Record
+from berth.cli.gotemplate import GoNil, Method, Record
 from berth.cli.units import ellipsis, go_time_string, human_duration, human_size, truncate_id
 from berth.client.transport import from_daemon, path_segment
 from berth.errors import BerthError, InvalidArgument, NotFound
@@ -45,10 +45,12 @@ PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}
 PS_RAW = ("container_id: {{.ID}}\nimage: {{.Image}}\ncommand: {{.Command}}\ncreated_at: {{.CreatedAt}}\n"
           "state: {{- pad .State 1 0}}\nstatus: {{- pad .Status 1 0}}\nnames: {{.Names}}\n"
           "labels: {{- pad .Labels 1 0}}\nports: {{- pad .Ports 1 0}}\n")
-PS_HEADER = {
+PS_HEADER: dict[str, Any] = {
     "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT", "RunningFor": "CREATED",
     "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Labels": "LABELS", "Names": "NAMES",
     "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS", "Platform": "PLATFORM",
+    # docker heads a {{.Label "com.example.some-key"}} column with the key's last part: "some key"
+    "Label": Method(lambda name: name.split(".")[-1].replace("-", " ").replace("_", " ")),
 }
 
 
@@ -202,6 +204,7 @@ def _container_record(c: dict[str, Any], trunc: bool, now: float) -> Record:
         "Status": lambda: str(c.get("Status") or ""),
         "Size": size,
         "Labels": lambda: ",".join(f"{k}={v}" for k, v in labels.items()),
+        "Label": lambda: Method(lambda name: str(labels.get(name, ""))),
         "Mounts": mount_names,
         "LocalVolumes": lambda: str(sum(1 for m in mounts if m.get("Driver") == "local")),
         "Networks": networks,

@@ -37,7 +37,7 @@ def prepare(fmt: str) -> tuple[bool, str]:
     return is_table, body
 
 
-def render_list(fmt: str, rows: Iterable[Record], header: Mapping[str, str]) -> str:
+def render_list(fmt: str, rows: Iterable[Record], header: Mapping[str, Any]) -> str:
     is_table, body = prepare(fmt)
     try:
         tmpl = Template(body)

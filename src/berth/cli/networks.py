@@ -14,7 +14,7 @@ import json
 from berth.cli.containers import confirm, daemon_message, parse_filters
 from berth.cli.context import Ctx, UsageError
 from berth.cli.formatter import inspect_output, render_list
-from berth.cli.gotemplate import Record
+from berth.cli.gotemplate import Method, Record
 from berth.cli.units import truncate_id
 from berth.client.transport import path_segment
 from berth.errors import BerthError, NotFound
@@ -143,6 +143,7 @@ def _network_record(n: dict[str, Any], trunc: bool) -> Record:
         "IPv6": lambda: "true" if n.get("EnableIPv6") else "false",
         "Internal": lambda: "true" if n.get("Internal") else "false",
         "Labels": lambda: ",".join(f"{k}={v}" for k, v in labels.items()),
+        "Label": lambda: Method(lambda name: str(labels.get(name, ""))),
         "CreatedAt": created_at,
     })
 

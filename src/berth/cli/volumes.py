@@ -10,7 +10,7 @@ import argparse
 from berth.cli.containers import confirm, parse_filters
 from berth.cli.context import Ctx, UsageError
 from berth.cli.formatter import render_list
-from berth.cli.gotemplate import Record
+from berth.cli.gotemplate import Method, Record
 from berth.cli.networks import _kv, _natural, inspect_objects, remove_each
 from berth.cli.units import human_size
 
@@ -57,6 +57,7 @@ def _volume_record(v: dict[str, Any]) -> Record:
         "Scope": lambda: str(v.get("Scope") or ""),
         "Mountpoint": lambda: str(v.get("Mountpoint") or ""),
         "Labels": lambda: ",".join(f"{k}={val}" for k, val in labels.items()),
+        "Label": lambda: Method(lambda name: str(labels.get(name, ""))),
         "Links": links,
         "Size": size,
         # cluster volumes only; docker prints N/A for a local one

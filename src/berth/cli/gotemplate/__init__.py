@@ -24,6 +24,7 @@ from berth.cli.gotemplate.values import (
     ArgTypeError,
     GoNil,
     GoValue,
+    Method,
     RawDict,
     RawList,
     Record,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # only mypy reads typing; importing it costs the CLI ~8 ms
     from typing import Any
 
 __all__ = [
-    "ArgTypeError", "BUILTINS", "DOCKER_FUNCS", "GoNil", "GoValue", "HEADER_FUNCS", "NO_VALUE", "RawDict", "RawList",
+    "ArgTypeError", "BUILTINS", "DOCKER_FUNCS", "GoNil", "GoValue", "HEADER_FUNCS", "Method", "NO_VALUE", "RawDict", "RawList",
     "Record", "Template", "TemplateError", "go_float", "go_json", "go_print", "go_sprintf", "parse", "to_json_value",
     "truthy",
 ]

@@ -13,6 +13,7 @@ from berth.cli.gotemplate.values import (
     ArgTypeError,
     GoNil,
     GoValue,
+    Method,
     Record,
     TemplateError,
     go_print,
@@ -128,9 +129,21 @@ class _State:
             except (ValueError, IndexError, KeyError) as exc:
                 raise self.fail(first, str(cmd), f"error calling {first.name}: {exc}") from exc
         if len(cmd.args) > 1 or piped is not _MISSING_ARG:
+            target = self.arg(first, dot) if first.kind == "field" else None
+            if isinstance(target, Method):   # {{.Label "com.example.key"}}: a formatter method with arguments
+                args = [self.arg(x, dot) for x in cmd.args[1:]]
+                if piped is not _MISSING_ARG:
+                    args.append(piped)
+                try:
+                    return target.call(*args)
+                except TypeError as exc:
+                    raise self.fail(first, str(first), f"wrong number of args for {first}: {exc}") from exc
             what = str(cmd.args[0])
             raise self.fail(first, what, f"can't give argument to non-function {what}")
-        return self.arg(first, dot)
+        value = self.arg(first, dot)
+        if isinstance(value, Method):
+            return value.call()
+        return value
 
     def arg(self, a: _Arg, dot: Any) -> Any:
         if a.kind == "dot":

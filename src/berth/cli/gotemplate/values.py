@@ -63,6 +63,17 @@ class ArgTypeError(Exception):
     """A function got a value of the wrong Go type; Go reports it at the argument, not the call."""
 
 
+class Method:
+    """A formatter method that takes arguments, like ContainerContext.Label(name): a Record field whose value is a
+    Method is called with the template's arguments (`{{.Label "k"}}`)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def call(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
 class Record:
     """A formatter context (an image row, a history row): named fields, lazily computed, and a Go type name
     for error messages. `{{json .}}` gives every field, keys sorted, HTML-escaped as Go's json.Marshal."""
@@ -78,7 +89,9 @@ class Record:
         return self._fields[name]()
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: self._fields[k]() for k in sorted(self._fields)}
+        """The fields `{{json .}}` shows: methods taking arguments are not among them (as in Go)."""
+        values = {k: self._fields[k]() for k in sorted(self._fields)}
+        return {k: v for k, v in values.items() if not isinstance(v, Method)}
 
 
 # ---- printing ------------------------------------------------------------------------------------------------
