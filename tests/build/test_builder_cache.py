@@ -115,3 +115,38 @@ def test_concurrent_builds_of_one_context_all_succeed_and_agree(b: PrivateBerthd
     assert outputs == [b"main.py\n"] * 3
     assert b.docker("ps", "-aq").stdout == b""
     assert not list((b.root / "snapshots" / "active").glob("*.json"))
+
+
+def test_what_a_build_killed_with_the_daemon_left_is_removed_before_the_next_build(b: PrivateBerthd,
+                                                                                  tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.peers import DOCKER_CLI, _mounts_under
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "Dockerfile").write_text("FROM busybox\nCOPY Dockerfile /d\nRUN echo started && sleep 120\n")
+    proc = subprocess.Popen([DOCKER_CLI, "-H", b.host, "build", "--no-cache", str(slow)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **CLASSIC})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == b"started":
+            break
+    b.kill()
+    proc.wait()
+    b.start()
+    assert b.docker("ps", "-aq").stdout != b""          # the step's container outlived berthd
+    build(b, ctx_of(tmp_path))
+    deadline = time.monotonic() + 10
+    while b.docker("ps", "-aq").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert b.docker("ps", "-aq").stdout == b""
+    assert not list((b.root / "snapshots" / "active").glob("build-*.json"))
+    assert [m for m in _mounts_under(str(b.root)) if "/builder/" in m] == []
+
+
+def ctx_of(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    return ctx

@@ -50,6 +50,7 @@ from berth.oci.reference import Reference
 log = logging.getLogger("berthd")
 _BUILDER_KEY: web.AppKey[Builder] = web.AppKey("berth.builder", Builder)
 _POLL = 0.02
+STEP_LABEL = "berth.build.step"   # on RUN step containers, so those of a build a crash interrupted can be found
 
 
 class EngineRunner:
@@ -66,7 +67,7 @@ class EngineRunner:
                                 entrypoint=(), env=step.env, working_dir=step.working_dir, user=step.user,
                                 network_mode=step.network_mode if step.network_mode in ("host", "none") else "default",
                                 memory=step.memory, shm_size=step.shm_size or 64 * 1024 * 1024,
-                                labels=dict(step.labels))
+                                labels={**step.labels, STEP_LABEL: "1"})
         c = containers.create(CreateRequest("", draft))
         on_created(c.id)
         try:
@@ -182,8 +183,13 @@ def builder_of(request: web.Request) -> Builder:
 
 
 def _clean_leftovers(engine: Engine, work: Path) -> None:
-    """What a crashed build left: mounts and temporary directories under the builder's work dir, and its
-    snapshots (keys build-*)."""
+    """What a crashed build left: RUN step containers (still running: their monitors outlive berthd), mounts and
+    temporary directories under the builder's work dir, and its snapshots (keys build-*). Runs once, before this
+    daemon's first build."""
+    for c in engine.containers.list_containers():
+        if c.config.labels.get(STEP_LABEL):
+            with contextlib.suppress(BerthError, OSError):
+                engine.containers.remove(c.id, force=True)
     tmp = work / "tmp"
     if tmp.exists():
         for entry in tmp.iterdir():
