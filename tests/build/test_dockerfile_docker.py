@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from berth.build.context import context_tar
+from berth.build.context import context_tar, resolve_source_entries
 from berth.build.dockerfile import DockerfileError, Instruction, healthcheck, parse
 from berth.build.dockerignore import read_dockerignore
 from berth.build.shellwords import expand, parse_words, split_words
-from berth.errors import InvalidArgument
+from berth.errors import InvalidArgument, NotFound, UnsafePath
 from tests import peers
 from tests.peers import Daemon, docker
 
@@ -419,3 +419,50 @@ def test_json_form_detection_matches_dockerd(seeded_daemon: Daemon, tmp_path: Pa
     rmi(seeded_daemon, image_id(stdout))
     expected = list(instr.args) if instr.json_form else ["/bin/sh", "-c", instr.args[0]]
     assert cmd == expected
+
+
+# --- COPY sources ---------------------------------------------------------------------------------------------------
+
+def _copy_tree(root: Path) -> None:
+    for name in ("a.txt", "b.txt", "c.md", "dir/d.txt", "dir/sub/e.txt", "dir2/f.txt", "[x].txt", "star*"):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name)
+    (root / "link-to-a").symlink_to("a.txt")
+    (root / "link-abs").symlink_to("/dir")
+    (root / "link-out").symlink_to("../../outside.txt")
+    (root.parent / "outside.txt").write_text("outside")
+
+
+def _expected_copy(ctx: Path, patterns: list[str]) -> set[str]:
+    out: set[str] = set()
+    for entry in resolve_source_entries(ctx, patterns):
+        if entry.path.is_dir():
+            out |= {str(p.relative_to(entry.path)) for p in entry.path.rglob("*")}
+        else:
+            out.add(entry.name.rsplit("/", 1)[-1])
+    return out
+
+
+@pytest.mark.parametrize("sources", [["a.txt"], ["*.txt"], ["dir"], ["dir/*"], ["d?r*"], ["*/*.txt"], ["/c.md"],
+                                     ["./a.txt", "b.txt"], ["link-to-a"], ["link-abs/d.txt"], ["[[]x].txt"],
+                                     ["star*"], ["missing.txt"], ["*.nothing"], ["../outside.txt"],
+                                     ["link-out"], ["dir/../a.txt"], ["dir/../../a.txt"]])
+def test_copy_sources_resolve_as_dockerd_copies_them(seeded_daemon: Daemon, tmp_path: Path,
+                                                     sources: list[str]) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    _copy_tree(ctx)
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nCOPY {' '.join(sources)} /out/\n"
+                                    "RUN cd /out && find . -mindepth 1 | sort\n")
+    rc, stdout, stderr = build(seeded_daemon, ctx, "--no-cache")
+    try:
+        expected = _expected_copy(ctx, sources)
+    except (NotFound, UnsafePath) as exc:
+        assert rc != 0, stdout
+        assert str(exc).split(":")[0] in stderr, (str(exc), stderr)
+        return
+    assert rc == 0, stderr
+    rmi(seeded_daemon, image_id(stdout))
+    theirs = {line[2:] for line in stdout.splitlines() if line.startswith("./")}
+    assert theirs == expected
