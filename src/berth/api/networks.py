@@ -193,7 +193,7 @@ def _matches(net: Network, given: Mapping[str, list[str]]) -> bool:
     if "label" in given and not all(_label_match(net.labels, w) for w in given["label"]):
         return False
     if "dangling" in given:
-        dangling = not net.predefined and not net.members
+        dangling = not net.predefined and not any(m.endpoint for m in net.members.values())
         want = given["dangling"][0].lower() in ("1", "true")
         if dangling != want:
             return False
