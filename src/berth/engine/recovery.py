@@ -1,14 +1,16 @@
 """What a crash of berthd can leave half done among the container records, swept at its next start.
 
-A record becomes visible when its config.json is written, the last step of a create (ContainerStore.create), and
-goes away with one rename to '.removing-<id>', the last step of a removal, before that is deleted. A directory
-under containers/ without both config.json and state.json is therefore a create that a kill cut short, a
-'.removing-' one a removal, and a container snapshot (its key is the 64-hex container id) without any directory a
+A record becomes visible when its config.json is written (ContainerStore.create) and is complete once its
+bundle/rootfs directory exists, the last step of a create; it goes away with one rename to '.removing-<id>', the
+last step of a removal, before that is deleted. A directory under containers/ without config.json, state.json or
+bundle/rootfs is therefore a create that a kill cut short (its client never had an answer), a '.removing-' one a
+removal, and a container snapshot (its key is the 64-hex container id) without any directory a
 create killed between preparing the snapshot and writing the record. At startup nothing else uses them: their
 rootfs mount, network namespace, runtime state (and cgroup), monitor socket, snapshot and directory go.
 
-A record still `created` whose monitor answers is a start that the kill cut short (the client never heard it
-succeed): the start is rolled back, so that the container's status says what runs.
+A record still `created` whose monitor answers, or that holds a rootfs mount or a network namespace, is a start
+that the kill cut short (the client never heard it succeed): the start is rolled back, so that the container's
+status says what runs and a created container holds nothing.
 
 May import: berth.engine's lower modules (containers, monitors, netns), berth.runtime, berth.snapshots, berth.util,
 berth.errors. Not lifecycle: it calls this.
@@ -44,7 +46,8 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
     for entry in sorted(present):
         d = store.dir_of(entry)
         removing = entry.startswith(".removing-")
-        if not d.is_dir() or (not removing and (d / "config.json").exists() and (d / "state.json").exists()):
+        if not d.is_dir() or (not removing and (d / "config.json").exists() and (d / "state.json").exists()
+                                  and (d / "bundle" / "rootfs").is_dir()):
             continue
         _unmount_rootfs(d)
         if removing:
@@ -62,7 +65,10 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
             _forget(key, snapshots, state_root, netns_of, socket_of)
             notes.append(f"removed the snapshot of container {key[:12]}, whose create a crash interrupted")
     for c in list(store.all()):
-        if c.state.status is Status.CREATED and monitors.alive(socket_of(c.id)):
+        if c.state.status is not Status.CREATED:
+            continue
+        live = monitors.alive(socket_of(c.id))
+        if live:
             with contextlib.suppress(BerthError, OSError):
                 runtime.delete(c.id, str(state_root), force=True)
             deadline = time.monotonic() + 5
@@ -70,17 +76,20 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
                 time.sleep(0.05)     # the monitor reaps, writes exit.json and leaves
             for name in ("exit.json", "started.json"):
                 (c.dir / name).unlink(missing_ok=True)
-            netns_mod.remove(netns_of(c.id))
-            _unmount_rootfs(c.dir)
+        pinned = netns_of(c.id).exists()
+        netns_mod.remove(netns_of(c.id))
+        if _unmount_rootfs(c.dir) or pinned or live:    # a created container holds no mount or namespace
             notes.append(f"rolled back the start of container {c.short_id}, which a crash interrupted")
     return notes
 
 
-def _unmount_rootfs(record_dir: Path) -> None:
+def _unmount_rootfs(record_dir: Path) -> bool:
     rootfs = record_dir / "bundle" / "rootfs"
-    if os.path.ismount(rootfs):
-        with contextlib.suppress(OSError):
-            linux.umount(str(rootfs), linux.MNT_DETACH)
+    if not os.path.ismount(rootfs):
+        return False
+    with contextlib.suppress(OSError):
+        linux.umount(str(rootfs), linux.MNT_DETACH)
+    return True
 
 
 def _forget(container_id: str, snapshots: Snapshotter, state_root: Path, netns_of: Callable[[str], Path],
