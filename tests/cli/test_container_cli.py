@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import peers
 from tests.berthd import PrivateBerthd
+
+seeded_daemon = peers.seeded_daemon
 
 pytestmark = pytest.mark.root
 
@@ -269,3 +272,45 @@ def test_events_df_and_stats(bd: PrivateBerthd) -> None:
     header = berth(bd, "stats", "--no-stream", "statbox").stdout.splitlines()[0]
     assert header == docker(bd, "stats", "--no-stream", "statbox").stdout.splitlines()[0]
     berth(bd, "rm", "-f", "statbox")
+
+
+def same_at(host: str, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "BERTH_NO_AUTOSTART": "1"}
+    d = peers.docker(host, *args, input=input, check=False)
+    o = subprocess.run([sys.executable, "-m", "berth.cli.main", "-H", host, *args], input=input,
+                       capture_output=True, env=env, timeout=120)
+    assert (o.returncode, norm(o.stdout, True), norm(o.stderr, True)) == \
+        (d.returncode, norm(d.stdout), norm(d.stderr)), args
+    return o
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+def test_against_a_real_dockerd(seeded_daemon: peers.Daemon) -> None:
+    host, image = seeded_daemon.host, seeded_daemon.images.busybox
+    o = same_at(host, "run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (o.returncode, o.stdout, o.stderr) == (3, b"out\n", b"err\n")
+    assert same_at(host, "run", "--rm", "-i", image, "cat", input=b"piped\n").stdout == b"piped\n"
+    assert same_at(host, "run", "--rm", image, "nosuchcmd").returncode == 127
+    assert same_at(host, "run", "--rm", image, "/etc").returncode == 126
+    assert same_at(host, "run", "--rm", "--cap-add", "bogus", image, "true").returncode == 125
+    name = "berth-cli-interop"
+    subprocess.run([sys.executable, "-m", "berth.cli.main", "-H", host, "run", "-d", "--name", name, "-l", "k=v",
+                    image, "sh", "-c", "trap 'exit 7' TERM; echo started; while true; do sleep 0.1; done"],
+                   check=True, capture_output=True)
+    try:
+        time.sleep(0.5)
+        same_at(host, "ps", "--filter", f"name={name}")
+        same_at(host, "ps", "--filter", f"name={name}", "--format", "{{json .}}")
+        same_at(host, "logs", name)
+        same_at(host, "inspect", "-f", "{{.Name}} {{.State.Status}} {{.Config.Labels}} {{.HostConfig.RestartPolicy}}",
+                name)
+        o = same_at(host, "exec", name, "sh", "-c", "echo in-exec; exit 5")
+        assert (o.returncode, o.stdout) == (5, b"in-exec\n")
+        same_at(host, "port", name)
+        same_at(host, "diff", name)
+    finally:
+        peers.docker(host, "stop", name, check=False)
+        assert same_at(host, "wait", name).stdout == b"7\n"
+        peers.docker(host, "rm", name, check=False)
+    same_at(host, "rm", name)

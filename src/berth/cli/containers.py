@@ -8,6 +8,7 @@ May import: the standard library, berth.cli.*, berth.client, berth.errors.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 from berth.cli.context import Ctx, UsageError
@@ -217,7 +218,9 @@ def run_ps(ctx: Ctx, a: argparse.Namespace) -> int:
     if fmt and a.quiet:
         ctx.err.write("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
         fmt = ""
-    size = a.size or (bool(fmt) and "{{.Size}}" in fmt.replace(" ", ""))
+    # docker asks for sizes when the template reads .Size, which `{{json .}}` does
+    size = a.size or (bool(fmt) and not a.quiet and (".Size" in fmt or fmt == "json" or
+                                                     re.search(r"json\s+\.\s*}}", fmt) is not None))
     limit = 1 if a.latest else a.last
     query: dict[str, Any] = {
         "all": True if (a.all or limit > 0) else None, "limit": limit if limit > 0 else None,
