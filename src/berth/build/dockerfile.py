@@ -13,7 +13,9 @@ Public API (stable; additions only):
 
     class DockerfileError(InvalidArgument)              .line: int | None, .reason: str
         str(err) == "dockerfile parse error line <line>: <reason>", the text of dockerd's classic builder
-        (without a line: just the reason). Reasons are dockerd 20.10's texts.
+        (without a line: just the reason). Reasons are dockerd 20.10's texts. (dockerd words the failures of
+        its line parser -- JSON arrays, ENV syntax, escape directive -- "failed to parse Dockerfile: <reason>",
+        without the line; berth keeps the line for those too.)
 
     @dataclass(frozen=True) Heredoc(name, content, expand, chomp, fd=0)
         content: the raw lines, each ending "\\n"; text() is what the file / script receives (leading tabs removed
@@ -33,7 +35,9 @@ Public API (stable; additions only):
           COPY ADD VOLUME           JSON form: the array; shell form: the words split on spaces/tabs (no quote
                                     handling, as Docker), e.g. ("src1", "src2", "/dest"); "<<EOF" words name
                                     heredocs (Instruction.heredocs)
-          FROM EXPOSE               the words split on spaces/tabs ("image", "AS", "name") / ("80/tcp", "53/udp")
+          FROM EXPOSE               the words split on spaces/tabs ("image", "AS", "name") / ("80/tcp", "53/udp");
+                                    Docker expands each EXPOSE word with shellwords.split_words (`EXPOSE $PORTS`
+                                    with PORTS="80 443" gives two ports), every other value with expand()
           ENV LABEL                 flattened raw pairs (k1, v1, k2, v2, ...); `ENV k v w` -> ("k", "v w");
                                     use Instruction.pairs(). Expand key and value with shellwords.expand.
           ARG                       one element per declared arg, "name" or "name=default" (raw); use arg_pairs()
@@ -55,6 +59,8 @@ Public API (stable; additions only):
     @dataclass(frozen=True) Healthcheck(test, interval_ns, timeout_ns, start_period_ns, retries)
     healthcheck(instruction) -> Healthcheck   Docker's HealthConfig for a HEALTHCHECK (test ("NONE",),
         ("CMD", ...) or ("CMD-SHELL", text)); durations 0 when not given. Validated at parse time already.
+    parse_go_duration(text) -> int            Go's time.ParseDuration in nanoseconds ("1m30s")
+    KEYWORDS: frozenset[str]                  the instructions Docker knows
 
 May import: berth.errors, berth.build.shellwords.
 """
