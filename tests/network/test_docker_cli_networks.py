@@ -212,6 +212,7 @@ def test_a_port_a_host_process_holds_is_refused(b: PrivateBerthd) -> None:
     assert proc.returncode != 0 and b"address already in use" in proc.stderr
 
 
+@pytest.mark.slow
 def test_published_ports_answer_while_berthd_is_killed_and_after_it_restarts(b: PrivateBerthd) -> None:
     port = free_port()
     cid = run(b, "-d", "-p", f"127.0.0.1:{port}:80", "--hostname", "live", "busybox", "sh", "-c",
