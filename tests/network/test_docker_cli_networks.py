@@ -481,3 +481,14 @@ def test_outbound_traffic_is_masqueraded_as_the_host(b: PrivateBerthd, outside: 
     sealed = run(b, "--rm", "--network", "walled", "busybox", "sh", "-c",
                  f"timeout 2 wget -qO- http://{far_ip}:8080/; echo rc=$?")
     assert sealed.stdout.endswith(b"rc=1\n") or sealed.stdout.endswith(b"rc=143\n")   # no way out
+
+
+def test_a_port_another_berthd_publishes_is_refused(b: PrivateBerthd) -> None:
+    """No socket holds a DNAT'ed port: another daemon's rules are what says it is taken."""
+    port = free_port()
+    run(b, "-d", "-p", f"{port}:80", "busybox", "sleep", "60")
+    with PrivateBerthd() as other:
+        assert other.api("POST", "/berth/images/bootstrap?base=busybox")[0] == 200
+        proc = other.docker("run", "--rm", "-p", f"{port}:80", "busybox", "true", check=False)
+        assert proc.returncode != 0 and b"address already in use" in proc.stderr, proc.stderr
+        assert other.docker("ps", "-aq").stdout == b""

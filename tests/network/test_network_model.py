@@ -176,3 +176,12 @@ def test_records_round_trip_through_json() -> None:
     cn = ContainerNetworking((PortBinding(80, "tcp", "", 0),), True, ("1.1.1.1",), endpoints={
         "front": EndpointRequest(("w",), IPv4Address("10.3.0.9"))})
     assert ContainerNetworking.from_json(cn.to_json()) == cn
+
+
+def test_ports_other_tables_dnat_count_as_taken() -> None:
+    listing = ("table ip berth_me {\n\tchain publish {\n\t\ttcp dport 8080 dnat to 10.0.0.2:80\n\t}\n}\n"
+               "table ip berth_other {\n\tchain publish {\n\t\tip daddr 127.0.0.1 tcp dport 9090 dnat to "
+               "10.1.0.2:80\n\t\tudp dport 5353 dnat to 10.1.0.2:53\n\t}\n}\n"
+               "table ip nat {\n\tchain DOCKER {\n\t\tiifname != \"docker0\" meta l4proto tcp tcp dport 7070 "
+               "counter packets 0 bytes 0 dnat to 172.17.0.2:80\n\t}\n}\n")
+    assert nft.foreign_dnat_ports(listing, "berth_me") == {("tcp", 9090), ("udp", 5353), ("tcp", 7070)}

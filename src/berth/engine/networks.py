@@ -347,7 +347,7 @@ class NetworkService:
                     raise NotFound(f"network {net_id} not found")
                 self._check_request(found, req)
                 mac = req.mac or (c.networking.mac_address if net_id == primary.id else "")
-                member = Member(c.id, c.name, req.aliases, req.ipv4, mac)
+                member = Member(c.id, c.name, _aliases(found, req, c), req.ipv4, mac, links=req.links)
                 self.store.save(replace(found, members={**found.members, c.id: member}))
 
     @staticmethod
@@ -412,7 +412,8 @@ class NetworkService:
             for index, att in enumerate(self._in_start_order(c)):
                 ep = self._connect_endpoint(c, att.network.id, path, f"eth{index}", primary=index == 0)
                 self._notify("connect", att.network, c.id)
-                names = [c.hostname, c.name, *att.member.aliases] if att.network.user_defined else [c.hostname]
+                names = list(dict.fromkeys([c.hostname, c.name, *att.member.aliases])) \
+                    if att.network.user_defined else [c.hostname]
                 entries.append((str(ep.ip), names))
                 embedded = embedded or (index == 0 and att.network.user_defined)
             if embedded:
@@ -448,7 +449,8 @@ class NetworkService:
             mappings: tuple[PortMapping, ...] = ()
             if primary:
                 try:
-                    mappings = ports.allocate(self._wanted_ports(c), self._used_ports(but=c.id))
+                    wanted = self._wanted_ports(c)
+                    mappings = ports.allocate(wanted, self._used_ports(but=c.id), self._port_free_check(wanted))
                 except ports.PortAllocated as exc:
                     raise ports.PortAllocated(f"driver failed programming external connectivity on endpoint "
                                               f"{c.name} ({c.id}): {exc}") from None
@@ -478,6 +480,11 @@ class NetworkService:
                 if f"{lo}/{proto}" not in bound:
                     wanted.append(PortBinding(lo, proto))
         return wanted
+
+    def _port_free_check(self, wanted: list[PortBinding]) -> Callable[[str, str, int], bool]:
+        """Free = no host process has it bound and no other table (another berthd's, dockerd's) DNATs it."""
+        foreign = nft.foreign_dnat_ports(nft.list_ruleset(), self.table) if wanted else set()
+        return lambda proto, host_ip, port: (proto, port) not in foreign and ports.bindable(proto, host_ip, port)
 
     def _used_ports(self, but: str = "") -> list[tuple[str, str, int]]:
         return [(p.proto, p.host_ip, p.host_port) for n in self.store.all() for cid, m in n.members.items()
@@ -556,8 +563,8 @@ class NetworkService:
             net = self.get(net.id)
             if c.id in net.members:
                 raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
-            self.store.save(replace(net, members={**net.members, c.id: Member(c.id, c.name, req.aliases, req.ipv4,
-                                                                               req.mac)}))
+            self.store.save(replace(net, members={**net.members, c.id: Member(
+                c.id, c.name, _aliases(net, req, c), req.ipv4, req.mac, links=req.links)}))
         if not running:
             return
         try:
@@ -602,7 +609,10 @@ class NetworkService:
             asker = net.members.get(container_id)
             if not net.user_defined or asker is None or asker.endpoint is None:
                 continue
+            linked = [k.name.lower() for k in asker.links if k.alias.lower() == name]
             for cid, m in net.members.items():
+                if m.endpoint is not None and linked and (m.name.lower() in linked or cid[:12] in linked):
+                    out.append(str(m.endpoint.ip))
                 if m.endpoint is None:
                     continue
                 names = {m.name.lower(), cid[:12], *(a.lower() for a in m.aliases)}
@@ -637,6 +647,14 @@ class NetworkService:
         from berth.util.atomic import write_atomic
         write_atomic(c.dir / "hosts", hosts.encode(), durable=False)
         write_atomic(c.dir / "resolv.conf", resolv.encode(), durable=False)
+
+
+def _aliases(net: Network, req: EndpointRequest, c: ContainerView) -> tuple[str, ...]:
+    """The aliases asked for, and on a user-defined network the hostname too when it is not the short id: dockerd
+    20.10 adds it, so other containers resolve a compose service's `hostname:`."""
+    if net.user_defined and c.hostname and c.hostname not in (c.id[:12], c.name, *req.aliases):
+        return (*req.aliases, c.hostname)
+    return req.aliases
 
 
 def _read(path: str) -> str:

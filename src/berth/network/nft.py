@@ -122,6 +122,34 @@ def remove_table(table: str) -> None:
     apply(render_removal(table))
 
 
+_TABLE_LINE = re.compile(r"^table (\S+) (\S+) \{")
+_DNAT_LINE = re.compile(r"\b(tcp|udp|sctp) dport (\d+)\b.*\bdnat\b")
+
+
+def foreign_dnat_ports(ruleset_text: str, own_table: str) -> set[tuple[str, int]]:
+    """(proto, port) that some other table DNATs (another berthd, dockerd with iptables-nft): host ports taken
+    without any socket bound, which a test bind cannot see."""
+    taken: set[tuple[str, int]] = set()
+    table = ""
+    for line in ruleset_text.splitlines():
+        head = _TABLE_LINE.match(line)
+        if head:
+            table = head.group(2)
+            continue
+        match = _DNAT_LINE.search(line)
+        if match and table != own_table:
+            taken.add((match.group(1), int(match.group(2))))
+    return taken
+
+
+def list_ruleset() -> str:
+    try:
+        proc = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeFailure(f"cannot run nft to list the host's rules: {exc}") from exc
+    return proc.stdout if proc.returncode == 0 else ""
+
+
 def dnats_for(dest: IPv4Address, mappings: Sequence[tuple[str, str, int, int]]) -> list[Dnat]:
     """(proto, host_ip, host_port, container_port) tuples of one endpoint as DNAT rules."""
     out = []
