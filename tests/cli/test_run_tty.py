@@ -159,3 +159,46 @@ def test_stdin_is_streamed_and_half_closed(bd: PrivateBerthd) -> None:
                        input=data, capture_output=True, timeout=60)
     assert (o.returncode, o.stdout.strip(), o.stderr) == (0, str(len(data)).encode(), b"done\n")
     _ = sys.executable
+
+
+def test_exec_it_and_start_ai_through_a_pty(bd: PrivateBerthd, tmp_path: Path) -> None:
+    bd.berth("run", "-d", "--name", "execpty", "busybox", "sleep", "600")
+    term = Pty(_script(bd, tmp_path, "exec -it execpty sh"), rows=20, cols=70)
+    try:
+        assert term.read_until(b"# "), term.buf
+        term.write(b"stty size; exit 2\r")
+        assert term.read_until(b"rc="), term.buf
+        term.read_until(b"\n", timeout=2)
+    finally:
+        term.close()
+    assert b"20 70\r\n" in term.buf and b"rc=2" in term.buf
+    assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+    bd.berth("rm", "-f", "execpty")
+    bd.berth("create", "-it", "--name", "startpty", "busybox", "sh")
+    term = Pty(_script(bd, tmp_path, "start -ai startpty"))
+    try:
+        assert term.read_until(b"# "), term.buf
+        term.write(b"echo started-ai; exit 4\r")
+        assert term.read_until(b"rc="), term.buf
+        term.read_until(b"\n", timeout=2)
+    finally:
+        term.close()
+    assert b"started-ai\r\n" in term.buf and b"rc=4" in term.buf
+    bd.berth("rm", "startpty")
+
+
+def test_stats_streams_until_interrupted(bd: PrivateBerthd) -> None:
+    bd.berth("run", "-d", "--name", "statstream", "busybox", "sleep", "600")
+    proc = subprocess.Popen([BERTH, "-H", bd.host, "stats", "--format", "{{.Name}} {{.PIDs}}", "statstream"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3.5)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        bd.berth("rm", "-f", "statstream")
+    assert proc.returncode == 130
+    assert out.count(b"statstream 1\n") >= 2, out

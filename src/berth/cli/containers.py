@@ -131,9 +131,10 @@ def _form_group(key: str, first: int, last: int) -> str:
     return f"{group}/{proto}"
 
 
-def _image_column(c: dict[str, Any], trunc: bool) -> str:
-    from berth.cli.refs import try_familiar
+_PLAIN_IMAGE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[\w][\w.-]{0,127})?")
 
+
+def _image_column(c: dict[str, Any], trunc: bool) -> str:
     image = str(c.get("Image") or "")
     if not image:
         return "<no image>"
@@ -141,6 +142,10 @@ def _image_column(c: dict[str, Any], trunc: bool) -> str:
         return image
     if truncate_id(str(c.get("ImageID") or "")) == truncate_id(image):
         return truncate_id(image)
+    if _PLAIN_IMAGE.fullmatch(image):
+        return image   # already familiar ("busybox", "busybox:1"): spare the reference parser's regexes
+    from berth.cli.refs import try_familiar
+
     parsed = try_familiar(image)
     if parsed is None:
         return image

@@ -299,11 +299,12 @@ def _overview() -> str:
 def _group_help(group: str) -> str:
     lines = [f"Usage:  {PROG} {group} COMMAND", "", "Commands:"]
     seen = set()
+    width = max(10, max(len(name) for name in GROUPS[group]) + 2)
     for name, cmd in GROUPS[group].items():
         if id(cmd) in seen:
             continue
         seen.add(id(cmd))
-        lines.append(f"  {name:<10}{cmd.summary}")
+        lines.append(f"  {name:<{width}}{cmd.summary}")
     return "\n".join(lines) + "\n"
 
 
