@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev busybox-static docker.io skopeo runc crun umoci
               debootstrap mmdebstrap hyperfine nftables iproute2 libseccomp2 zstd util-linux procps psmisc
-              docker-registry apache2-utils chromium chromium-driver tini)
+              docker-registry apache2-utils chromium chromium-driver tini docker-compose)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -337,3 +337,23 @@ def test_a_client_going_away_stops_the_build_and_leaves_nothing(b: PrivateBerthd
         time.sleep(0.2)
     assert_nothing_left(b)
     assert b.docker("image", "inspect", "gone:1", check=False).returncode != 0
+
+
+@pytest.mark.interop
+def test_docker_compose_build_works(b: PrivateBerthd, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is not installed (scripts/install.sh installs it)")
+    context(tmp_path / "app", "FROM busybox\nARG MSG\nRUN echo $MSG > /msg\nCMD [\"cat\", \"/msg\"]\n")
+    (tmp_path / "docker-compose.yml").write_text(
+        "version: '3.8'\nservices:\n  web:\n    build:\n      context: ./app\n      args:\n        MSG: from-compose\n"
+        "      labels:\n        built.with: compose\n    image: composed:1\n")
+    env = {**os.environ, "DOCKER_HOST": b.host, "DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0"}
+    proc = subprocess.run([compose, "-p", "buildtest", "build"], cwd=tmp_path, env=env, capture_output=True)
+    assert proc.returncode == 0, (proc.stdout.decode(), proc.stderr.decode())
+    assert run(b, "composed:1") == "from-compose\n"
+    labels = json.loads(b.docker("image", "inspect", "composed:1").stdout)[0]["Config"]["Labels"]
+    assert labels["built.with"] == "compose"
