@@ -314,3 +314,21 @@ def test_against_a_real_dockerd(seeded_daemon: peers.Daemon) -> None:
         assert same_at(host, "wait", name).stdout == b"7\n"
         peers.docker(host, "rm", name, check=False)
     same_at(host, "rm", name)
+
+
+def test_update_and_published_ports(bd: PrivateBerthd) -> None:
+    berth(bd, "run", "-d", "--name", "upd", "-P", "--expose", "80", "-p", "127.0.0.1::81", "busybox", "sleep", "600")
+    try:
+        assert berth(bd, "update", "--memory", "64m", "--memory-swap", "128m", "--restart", "on-failure:2",
+                     "upd").stdout == b"upd\n"
+        o = berth(bd, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}} "
+                  "{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "upd")
+        assert o.stdout == f"{64 << 20} on-failure 2\n".encode(), o.stderr
+        same(bd, "update", "upd")
+        same(bd, "update", "--memory", "12x", "upd")
+        same(bd, "port", "upd")
+        same(bd, "port", "upd", "81")
+        same(bd, "port", "upd", "82/udp")
+        same(bd, "ps", "--filter", "name=upd", "--format", "{{.Ports}}")
+    finally:
+        berth(bd, "rm", "-f", "upd")
