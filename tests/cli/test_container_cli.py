@@ -332,3 +332,18 @@ def test_update_and_published_ports(bd: PrivateBerthd) -> None:
         same(bd, "ps", "--filter", "name=upd", "--format", "{{.Ports}}")
     finally:
         berth(bd, "rm", "-f", "upd")
+
+
+def test_system_prune_reports_what_went(bd: PrivateBerthd) -> None:
+    cid = berth(bd, "create", "busybox", "true").stdout.strip()
+    net = berth(bd, "network", "create", "prunable-net").stdout.strip()
+    assert len(net) == 64
+    o = berth(bd, "system", "prune", input=b"n\n")
+    assert o.stdout.startswith(b"WARNING! This will remove:\n  - all stopped containers\n")
+    assert o.stderr == b"system prune has been cancelled\n"
+    o = berth(bd, "system", "prune", "-f")
+    assert o.returncode == 0, o.stderr
+    assert f"Deleted Containers:\n{cid.decode()}\n\n".encode() in o.stdout
+    assert b"Deleted Networks:\nprunable-net\n\n" in o.stdout
+    assert o.stdout.splitlines()[-1].startswith(b"Total reclaimed space: ")
+    assert berth(bd, "ps", "-aq").stdout == b""

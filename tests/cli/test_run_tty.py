@@ -202,3 +202,32 @@ def test_stats_streams_until_interrupted(bd: PrivateBerthd) -> None:
         bd.berth("rm", "-f", "statstream")
     assert proc.returncode == 130
     assert out.count(b"statstream 1\n") >= 2, out
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_a_sigterm_while_raw_restores_the_terminal(bd: PrivateBerthd, tmp_path: Path) -> None:
+    term = Pty(_script(bd, tmp_path, "run -it --name termed busybox sh"))
+    try:
+        assert term.read_until(b"# "), term.buf
+        children = _children(term.pid)
+        assert len(children) == 1
+        os.kill(children[0], signal.SIGTERM)
+        assert term.read_until(b"rc="), term.buf
+        term.read_until(b"\n", timeout=2)
+    finally:
+        term.close()
+        bd.berth("rm", "-f", "termed", check=False)
+    assert b"rc=143" in term.buf
+    assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
