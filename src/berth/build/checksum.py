@@ -14,9 +14,11 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _CHUNK = 1 << 20
+_PARALLEL_ABOVE = 8 << 20
 
 
 def walk_entries(top: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -37,25 +39,34 @@ def walk_entries(top: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | None] = lambda _: None) -> str:
-    """`file:<hex>`, `dir:<hex>` or `multi:<hex>` of the given paths. digest_of may know a file's sha256 already
-    (the context hashed its files as they arrived); other files are read."""
+    """`file:<hex>`, `dir:<hex>` or `multi:<hex>` of the given paths. digest_of may know a file's sha256 already;
+    other files are read, big ones on several threads (hashlib releases the GIL while it hashes)."""
+    walked = [[(rel, st, src / rel if rel != "." else src) for rel, st in walk_entries(src)] for src in sources]
+    regular = [path for entries in walked for _, st, path in entries if stat.S_ISREG(st.st_mode)]
+    contents: dict[Path, bytes] = {}
+    unknown = []
+    for path in regular:
+        known = digest_of(path)
+        if known is not None:
+            contents[path] = bytes.fromhex(known)
+        else:
+            unknown.append(path)
+    size = sum(os.lstat(p).st_size for p in unknown)
+    if size > _PARALLEL_ABOVE and len(unknown) > 1:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            contents.update(zip(unknown, pool.map(_file_digest, unknown), strict=True))
+    else:
+        contents.update((p, _file_digest(p)) for p in unknown)
     total = hashlib.sha256()
-    for src in sources:
+    single = ""
+    for entries in walked:
         h = hashlib.sha256()
-        for rel, st in walk_entries(src):
+        for rel, st, path in entries:
             kind = stat.S_IFMT(st.st_mode)
-            link = os.readlink(src / rel) if stat.S_ISLNK(st.st_mode) else ""
+            link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
             h.update(f"{rel}\0{kind}\0{stat.S_IMODE(st.st_mode):o}\0{link}\0".encode("utf-8", "surrogateescape"))
             if stat.S_ISREG(st.st_mode):
-                known = digest_of(src / rel if rel != "." else src)
-                if known is not None:
-                    h.update(bytes.fromhex(known))
-                else:
-                    content = hashlib.sha256()
-                    with open(src / rel, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
-                        while chunk := f.read(_CHUNK):
-                            content.update(chunk)
-                    h.update(content.digest())
+                h.update(contents[path])
                 h.update(b"\0")
         total.update(h.digest())
         single = h.hexdigest()
@@ -63,3 +74,11 @@ def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | N
         kind_name = "dir" if stat.S_ISDIR(os.lstat(sources[0]).st_mode) else "file"
         return f"{kind_name}:{single}"
     return f"multi:{total.hexdigest()}"
+
+
+def _file_digest(path: Path) -> bytes:
+    content = hashlib.sha256()
+    with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+        while chunk := f.read(_CHUNK):
+            content.update(chunk)
+    return content.digest()
