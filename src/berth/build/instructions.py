@@ -399,11 +399,8 @@ class Dispatcher:
             if ref.isdigit():
                 raise InvalidArgument(f"invalid from flag value {ref}: refers to a stage that is not built yet")
             image = self._s.external_image(ref)
-        with self._s.snapshot(image) as (key, mnt):
-            try:
-                yield mnt
-            finally:
-                pass
+        with self._s.snapshot(image) as (key, mnt):   # a throwaway snapshot: its upper dir stays empty
+            yield mnt
         self._s.writer.discard(key)
 
 
