@@ -347,3 +347,40 @@ def test_system_prune_reports_what_went(bd: PrivateBerthd) -> None:
     assert b"Deleted Networks:\nprunable-net\n\n" in o.stdout
     assert o.stdout.splitlines()[-1].startswith(b"Total reclaimed space: ")
     assert berth(bd, "ps", "-aq").stdout == b""
+
+
+def test_run_pulls_a_missing_image_like_docker(bd: PrivateBerthd, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    registry = subprocess.Popen([sys.executable, "-m", "berth.cli.main", "registry", "serve", "--listen",
+                                 f"127.0.0.1:{port}", "--root", str(tmp_path / "registry")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ref = f"127.0.0.1:{port}/team/bb:1"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        assert berth(bd, "tag", "busybox", ref).returncode == 0
+        assert berth(bd, "push", ref).returncode == 0
+        assert berth(bd, "rmi", ref).returncode == 0
+        o = berth(bd, "run", "--rm", ref, "echo", "pulled")
+        assert (o.returncode, o.stdout) == (0, b"pulled\n"), o.stderr
+        assert o.stderr.startswith(f"Unable to find image '{ref}' locally\n".encode())
+        assert b"Status: Downloaded newer image for " + ref.encode() in o.stderr
+        berth(bd, "rmi", ref)
+        d = docker(bd, "run", "--rm", ref, "echo", "pulled")
+        assert norm(d.stderr).splitlines()[0] == norm(o.stderr, True).splitlines()[0]
+        o = berth(bd, "run", "--rm", "-q", "--pull", "always", ref, "echo", "again")
+        assert (o.returncode, o.stdout, o.stderr) == (0, b"again\n", b"")
+        berth(bd, "rmi", ref)
+        same(bd, "run", "--rm", "--pull", "never", ref, "true")
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
+        berth(bd, "rmi", ref)
