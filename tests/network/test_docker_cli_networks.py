@@ -250,6 +250,10 @@ def test_network_host_sees_the_hosts_interfaces(b: PrivateBerthd) -> None:
     # other tests on this machine add and remove links meanwhile: compare the stable ones
     assert {"lo", "eth0", b.bridge} <= seen
     assert {p.name for p in Path("/sys/class/net").iterdir() if not p.name.startswith(("veth", "bb", "br-"))} <= seen
+    files = run(b, "--rm", "--network", "host", "--add-host", "extra:10.1.2.3", "busybox", "cat", "/etc/hosts",
+                "/etc/resolv.conf").stdout.decode()
+    assert files.startswith(Path("/etc/hosts").read_text().rstrip("\n") + "\n10.1.2.3\textra\n")
+    assert files.endswith(Path("/etc/resolv.conf").read_text())
 
 
 def test_network_container_shares_the_other_containers_namespace(b: PrivateBerthd) -> None:

@@ -388,8 +388,12 @@ class NetworkService:
         its /etc/hosts and /etc/resolv.conf written. Each step registers its undo."""
         kind = _mode_kind(c.network_mode)
         host_text = _read("/etc/resolv.conf")
-        if kind == "host":
-            self._write_etc(c, _read("/etc/hosts"), host_text)
+        if kind == "host":     # the host's files, with the container's --add-host and --dns* on top
+            extra = [etc.parse_extra_host(h, str(self.options.bip.ip)) for h in c.networking.extra_hosts]
+            net = c.networking
+            self._write_etc(c, _read("/etc/hosts").rstrip("\n") + "\n" + "".join(f"{ip}\t{name}\n" for name, ip in extra),
+                            etc.resolv_conf(host_text, net.dns, net.dns_search, net.dns_options, False)
+                            if net.dns or net.dns_search or net.dns_options else host_text)
             self._joined(c.id, "host")
             return None
         if kind == "container":
@@ -456,7 +460,12 @@ class NetworkService:
                                               f"{c.name} ({c.id}): {exc}") from None
             mac = member.mac or mac_for(ip)
             ep = Endpoint(secrets.token_hex(32), ip, mac, veth_name(), iface, mappings)
-            self.store.save(replace(net, members={**net.members, c.id: replace(member, name=c.name, endpoint=ep)}),
+            # dockerd keeps the short id among the aliases from the first connect on (compose looks for it to
+            # tell a container it has connected already from one it must connect again with its links)
+            aliases = (*member.aliases, c.id[:12]) if net.user_defined and c.id[:12] not in member.aliases \
+                else member.aliases
+            self.store.save(replace(net, members={**net.members, c.id: replace(member, name=c.name, endpoint=ep,
+                                                                               aliases=aliases)}),
                             durable=False)
         if stale is not None:
             self._nl().delete_link(stale.veth)
