@@ -630,10 +630,16 @@ class NetworkService:
                     out.append(str(m.endpoint.ip))
         return list(dict.fromkeys(out))
 
+    def may_forward_dns(self, container_id: str) -> bool:
+        """Whether the embedded DNS may forward this container's other queries: only if one of its networks has a
+        way out (dockerd's rule since CVE-2024-29018: a container on internal networks only resolves nothing
+        outside)."""
+        return any(container_id in net.members and not net.internal for net in self.store.all())
+
     def _dns_server(self) -> Any:
         if self._dns is None:
             from berth.network.dns import DnsServer, host_resolvers
-            self._dns = DnsServer(self.lookup, lambda: host_resolvers())
+            self._dns = DnsServer(self.lookup, lambda: host_resolvers(), may_forward=self.may_forward_dns)
         return self._dns
 
     def _dns_attach(self, container_id: str, netns: Path) -> None:

@@ -409,12 +409,15 @@ def _bind_in_netns(netns: Path) -> tuple[socket.socket, socket.socket]:
 
 class DnsServer:
     """lookup(key, qname) -> the IPv4 addresses container `key` may see for qname ([] = not ours: forward);
-    upstreams() -> the servers to forward to ('ip' or 'ip:port'), asked again for every forwarded query."""
+    upstreams() -> the servers to forward to ('ip' or 'ip:port'), asked again for every forwarded query;
+    may_forward(key) -> whether container `key` may have other names forwarded at all: False for one on internal
+    networks only, which gets SERVFAIL instead (a forwarded query would carry data out: CVE-2024-29018)."""
 
     def __init__(self, lookup: Callable[[str, str], list[str]], upstreams: Callable[[], list[str]],
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, may_forward: Callable[[str], bool] = lambda key: True) -> None:
         self._lookup = lookup
         self._upstreams = upstreams
+        self._may_forward = may_forward
         self._timeout = timeout
         self._lock = threading.Lock()           # attach/detach/close, one at a time
         self._attached: dict[str, _Attachment] = {}
@@ -667,7 +670,12 @@ class DnsServer:
             addresses = _ipv4s(found, name)
             if addresses:
                 return reply(query, NOERROR, addresses if question.qtype == TYPE_A else (), limit=limit), None
-        return None, query
+        try:
+            forward = self._may_forward(key)
+        except Exception:  # noqa: BLE001 - when in doubt, nothing leaves
+            log.exception("DNS: deciding whether %s may forward failed", key)
+            forward = False
+        return (None, query) if forward else (reply(query, SERVFAIL), None)
 
     def _forward_or_fail(self, query: Message, data: bytes, *, tcp: bool) -> bytes:
         forwarded = self._forward(data, query.header.id, tcp)

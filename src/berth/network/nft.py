@@ -9,7 +9,8 @@ What the table does:
     (output), so 127.0.0.1:PORT works without a user-space proxy: the bridge has route_localnet=1 and the
     127.0.0.0/8 source is masqueraded as it leaves through the bridge;
   * masquerade DNAT'ed traffic that hairpins back into the same bridge (a container reaching a published port);
-  * isolate bridges from each other, and internal networks from everything but themselves.
+  * isolate bridges from each other, and internal networks from everything but themselves;
+  * drop packets for 127.0.0.0/8 that arrive on any interface but lo (loopback-published ports stay local).
 
 May import: berth.errors.
 """
@@ -88,6 +89,11 @@ def render(rules: Ruleset) -> str:
             forward.append(f"    iifname {br} oifname {{ {', '.join(others)} }} drop")
     lines = [
         f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{",
+        # Loopback addresses only come from loopback: the bridges' route_localnet=1 (and the DNAT of ports
+        # published on 127.0.0.1) would otherwise let a neighbour or a container with NET_RAW reach 127.0.0.1
+        # ports through the host (CVE-2025-54388, CVE-2020-8558). Runs before NAT, so de-NAT'ed replies pass.
+        "  chain localnet {", "    type filter hook prerouting priority raw; policy accept;",
+        '    iifname != "lo" ip daddr 127.0.0.0/8 drop', "  }",
         "  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;",
         "    fib daddr type local jump publish", "  }",
         "  chain output {", "    type nat hook output priority -100; policy accept;",
