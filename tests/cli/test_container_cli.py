@@ -128,6 +128,8 @@ def test_detached_lifecycle_ps_logs_stop_wait_rm(bd: PrivateBerthd) -> None:
     same(bd, "port", "life")
     same(bd, "inspect", "--format", "{{.Name}} {{.State.Status}} {{.Config.Labels}}", "life")
     same(bd, "container", "inspect", "-f", "{{.State.Running}}", "life")
+    same(bd, "inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "life")
+    same(bd, "inspect", "--type", "image", "life")
     assert berth(bd, "pause", "life").stdout == b"life\n"
     same(bd, "ps", "--format", "{{.Status}}")
     same(bd, "pause", "life")   # already paused: the same error

@@ -223,8 +223,9 @@ def run_ps(ctx: Ctx, a: argparse.Namespace) -> int:
     if fmt and a.quiet:
         ctx.err.write("WARNING: Ignoring custom format, because both --format and --quiet are set.\n")
         fmt = ""
-    # docker asks for sizes when the template reads .Size, which `{{json .}}` does
-    size = a.size or (bool(fmt) and not a.quiet and (".Size" in fmt or fmt == "json" or
+    # docker asks for sizes when the template reads .Size, which `{{json .}}` does (the "json" shorthand is
+    # checked as a literal template, so it does not)
+    size = a.size or (bool(fmt) and not a.quiet and (".Size" in fmt or
                                                      re.search(r"json\s+\.\s*}}", fmt) is not None))
     limit = 1 if a.latest else a.last
     query: dict[str, Any] = {

@@ -218,9 +218,15 @@ class JsonStruct(GoValue):
     # Go field names whose JSON key is spelled differently
     ALIASES = {"APIVersion": "ApiVersion", "MinAPIVersion": "MinAPIVersion", "ID": "ID"}
 
+    # fields of docker's structs that are omitted from the JSON when nil (`omitempty` pointers): a template may
+    # still name them, and Go prints <nil>
+    NIL_WHEN_ABSENT = {"container.InspectResponse": frozenset({"SizeRw", "SizeRootFs", "Node"})}
+
     def lookup(self, name: str) -> tuple[bool, Any]:
         name = self.ALIASES.get(name, name)
         if name not in self.data:
+            if name in self.NIL_WHEN_ABSENT.get(self.type_name, ()):
+                return True, GoNil("ptr")
             return False, None
         value = self.data[name]
         if value is None:

@@ -202,8 +202,9 @@ def run_inspect(ctx: Ctx, a: argparse.Namespace) -> int:
     for ref in a.names:
         for kind in kinds:
             path = paths[kind].format(path_segment(ref))
+            query = {"size": True} if kind == "container" and getattr(a, "size", False) else None
             try:
-                raw = ctx.client.call("GET", path).decode()
+                raw = ctx.client.call("GET", path, query).decode()
             except NotFound as exc:
                 if a.type:  # one type asked for: docker passes the daemon's answer through
                     errors.append(daemon_message(exc))
