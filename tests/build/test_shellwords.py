@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import re
 import string
+import subprocess
 
 import pytest
 from hypothesis import given
@@ -179,3 +182,61 @@ def test_double_quoting_every_word_makes_split_words_equal_expand(words: list[st
     escaped = ['"' + w.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"' for w in words]
     assert split_words(" ".join(escaped), ENV) == [w for w in words if w]
     assert [expand(e, ENV) for e in escaped] == words
+
+
+@pytest.mark.parametrize(("word", "expected"), [
+    ("${file#*.}", "tar.gz"),
+    ("${file##*.}", "gz"),
+    ("${file%.*}", "archive.tar"),
+    ("${file%%.*}", "archive"),
+    ("${file#nomatch}", "archive.tar.gz"),
+    ("${file#}", "archive.tar.gz"),
+    ("${file#a?c}", "hive.tar.gz"),
+    ("${version#v}", "1.2.3"),
+    ("${file/tar/zip}", "archive.zip.gz"),
+    ("${file//a/A}", "Archive.tAr.gz"),
+    ("${file/*./x.}", "x.gz"),
+    ("${file//[/x}", "archive.tar.gz"),
+    ("${path//\\//_}", "usr_local_bin"),
+    ("${star#\\*}", "x*"),
+    ("${star%\\*}", "*x"),
+    ("${unset#x}", ""),
+    ("${file//a/$$}", "rchive.tr.gz"),        # the replacement is expanded first: $$ is an unset variable
+    ("${file/a/$version}", "v1.2.3rchive.tar.gz"),
+    ("${file//*/R}", "R"),                    # Go's ReplaceAll: no second, empty match at the end
+    ("${file//x*/-}", "archive.tar.gz"),     # a shell pattern: x then anything
+    ("${empty//*/R}", "R"),
+])
+def test_pattern_substitutions_follow_buildkits_lexer(word: str, expected: str) -> None:
+    env = {"file": "archive.tar.gz", "version": "v1.2.3", "path": "usr/local/bin", "star": "*x*", "empty": ""}
+    assert expand(word, env) == expected
+
+
+@pytest.mark.parametrize(("word", "message"), [
+    ("${file:#x}", "unsupported modifier (:#)"),
+    ("${file/x", "missing '/'"),
+    ("${file/x/y", "missing '}'"),
+    ("${file#\\x}", "invalid escape"),
+])
+def test_pattern_substitution_errors(word: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        expand(word, {"file": "f"})
+
+
+def test_pattern_substitutions_agree_with_a_posix_shell() -> None:
+    """busybox sh as the reference for '*' and '?' patterns (Docker's lexer has no bracket expressions)."""
+    rng = random.Random(5)
+    cases = []
+    for _ in range(300):
+        value = "".join(rng.choice("ab.c/") for _ in range(rng.randint(0, 8)))
+        pattern = "".join(rng.choice("ab.*?c") for _ in range(rng.randint(1, 4)))
+        op = rng.choice(["#", "##", "%", "%%", "/", "//"])
+        if op in ("/", "//") and (not value or not pattern.strip("*")):
+            continue  # shells and Go part ways on empty matches (busybox even loops on ${x//*/R})
+        word = "${x" + op + pattern + ("/R}" if op in ("/", "//") else "}")
+        cases.append((value, word))
+    script = "".join(f"x='{value}'; printf '%s\\n' \"{word}\"\n" for value, word in cases)
+    proc = subprocess.run(["busybox", "sh", "-c", script], capture_output=True, text=True, check=True, timeout=30)
+    theirs = proc.stdout.split("\n")[:-1]
+    ours = [expand(word, {"x": value}) for value, word in cases]
+    assert ours == theirs

@@ -12,7 +12,8 @@ Public API (stable; additions only):
         Flags are expanded for COPY/ADD (--chown, --chmod, --from) and FROM (--platform).
 
     expand(word, env, escape="\\\\") -> str
-        Docker's ProcessWord: $x, ${x}, ${x:-w}, ${x-w}, ${x:+w}, ${x+w}, ${x:?w}, ${x?w}; quotes removed
+        Docker's ProcessWord: $x, ${x}, ${x:-w}, ${x-w}, ${x:+w}, ${x+w}, ${x:?w}, ${x?w}, and BuildKit's
+        ${x#pat} ${x##pat} ${x%pat} ${x%%pat} ${x/pat/repl} ${x//pat/repl} ('*' and '?' patterns); quotes removed
         ('...' literal, "..." expanding $ and honouring the escape before " $ and itself); the escape
         character outside quotes takes the next character literally. Unset variables expand to "".
         Raises InvalidArgument on a syntax error (unterminated quote, bad substitution, ${x?} unset...).
@@ -35,6 +36,7 @@ May import: berth.errors only.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from berth.errors import InvalidArgument
@@ -115,7 +117,8 @@ class _Lexer:
         self.pos += 1
         return ch
 
-    def process(self, stop: str = "") -> tuple[str, list[str]]:
+    def process(self, stop: str = "", raw_escapes: bool | None = None) -> tuple[str, list[str]]:
+        keep_escapes = self.raw_escapes if raw_escapes is None else raw_escapes
         result: list[str] = []
         words = _Words()
         while self.peek() != "":
@@ -138,7 +141,7 @@ class _Lexer:
                 continue
             ch = self.next()
             if ch == self.escape:
-                if self.raw_escapes:
+                if keep_escapes:
                     words.add_raw_char(ch)
                     result.append(ch)
                 ch = self.next()
@@ -238,36 +241,176 @@ class _Lexer:
             if not found and self.skip_unset:
                 return "${" + name + "}"
             return value
+        if ch == "/":
+            return self._replace(name)
         modifier = ch
         colon = False
         if ch == ":":
             colon = True
             modifier = self.next()
-        if modifier not in ("-", "+", "?"):
-            if ch == "":
+        shown = (":" if colon else "") + modifier
+        if modifier not in ("-", "+", "?", "#", "%"):
+            if modifier == "":
                 raise InvalidArgument("syntax error: missing '}'")
-            shown = (":" if colon else "") + modifier
             raise InvalidArgument(f"unsupported modifier ({shown}) in substitution")
-        try:
-            word, _ = self.process("}")
-        except InvalidArgument:
-            if self.peek() == "":
-                raise InvalidArgument("syntax error: missing '}'") from None
-            raise
+        pattern = modifier in ("#", "%")
+        if colon and pattern:
+            raise InvalidArgument(f"unsupported modifier ({shown}) in substitution")
+        word = self._until("}", "syntax error: missing '}'", raw_escapes=pattern)
         value, found = self._lookup(name)
         if not found and self.skip_unset:
-            return "${" + name + (":" if colon else "") + modifier + word + "}"
+            return "${" + name + shown + word + "}"
         unset = not found or (colon and value == "")
         if modifier == "-":
             return word if unset else value
         if modifier == "+":
             return "" if unset else word
+        if pattern:
+            # '#' trims the shortest matching prefix, '##' the longest; '%' and '%%' the same for suffixes
+            greedy = word.startswith(modifier)
+            if greedy:
+                word = word[1:]
+            if modifier == "#":
+                return _trim_prefix(word, value, greedy)
+            return _trim_prefix(_reverse_pattern(word), value[::-1], greedy)[::-1]
         # '?'
         if not found:
             raise InvalidArgument(f"{name}: {word or 'is not allowed to be unset'}")
         if colon and value == "":
             raise InvalidArgument(f"{name}: {word or 'is not allowed to be empty'}")
         return value
+
+    def _until(self, stop: str, missing: str, raw_escapes: bool) -> str:
+        try:
+            return self.process(stop, raw_escapes)[0]
+        except InvalidArgument:
+            if self.peek() == "":
+                raise InvalidArgument(missing) from None
+            raise
+
+    def _replace(self, name: str) -> str:
+        """${x/pattern/replacement} (the first match) and ${x//pattern/replacement} (every match)."""
+        replace_all = self.peek() == "/"
+        if replace_all:
+            self.next()
+        pattern = self._until("/", "syntax error: missing '/' in ${}", raw_escapes=True)
+        replacement = self._until("}", "syntax error: missing '}'", raw_escapes=True)
+        value, found = self._lookup(name)
+        if not found and self.skip_unset:
+            return "${" + name + "/" + pattern + "/" + replacement + "}"
+        regex = _pattern_regex(pattern, greedy=True, anchored=False)
+        if replace_all:
+            return _go_replace_all(regex, value, replacement)
+        match = regex.search(value)
+        if match is None:
+            return value
+        return value[:match.start()] + replacement + value[match.end():]
+
+
+_PATTERN_SPECIALS = frozenset("[]{}.+()|^$")
+
+
+def _pattern_regex(pattern: str, greedy: bool, anchored: bool) -> re.Pattern[str]:
+    """A shell pattern ('*' shortest or longest run, '?' one character, backslash escapes; no brackets) as a
+    regular expression, as Docker's lexer converts it."""
+    out = ["^"] if anchored else []
+    star = ".*" if greedy else ".*?"
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(star)
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\":
+            nxt = pattern[i] if i < len(pattern) else ""
+            if nxt in ("}", "/"):
+                continue  # the escape was for the ${...} syntax, not for the pattern
+            if nxt not in ("*", "?", "\\"):
+                raise InvalidArgument(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{nxt}'")
+            out.append(re.escape(nxt))
+            i += 1
+        elif ch in _PATTERN_SPECIALS:
+            out.append("\\" + ch)
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out))
+
+
+def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
+    match = _pattern_regex(pattern, greedy, anchored=True).search(value)
+    return value[match.end():] if match is not None else value
+
+
+def _reverse_pattern(pattern: str) -> str:
+    """The pattern read backwards, each escape kept in front of the character it escapes."""
+    tokens: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            tokens.append(pattern[i:i + 2])
+            i += 2
+        else:
+            tokens.append(pattern[i])
+            i += 1
+    return "".join(reversed(tokens))
+
+
+def _go_replace_all(regex: re.Pattern[str], value: str, template: str) -> str:
+    """regexp.ReplaceAllString: an empty match right after another match is not replaced (Python's re.sub
+    would), and the search always advances by at least one character."""
+    out: list[str] = []
+    last_end = 0
+    pos = 0
+    while pos <= len(value):
+        match = regex.search(value, pos)
+        if match is None:
+            break
+        start, end = match.span()
+        out.append(value[last_end:start])
+        if end > last_end or start == 0:
+            out.append(_go_template(template, match.group(0)))
+        last_end = end
+        pos = pos + 1 if pos + 1 > end else end
+    out.append(value[last_end:])
+    return "".join(out)
+
+
+def _go_template(template: str, whole: str) -> str:
+    """regexp.ReplaceAllString's template: $$ is a dollar, $0/${0} the match, other names (no groups) empty."""
+    out: list[str] = []
+    i = 0
+    while i < len(template):
+        ch = template[i]
+        if ch != "$" or i + 1 >= len(template):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = template[i + 1]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+            continue
+        if nxt == "{":
+            end = template.find("}", i + 2)
+            name = template[i + 2:end] if end > i + 2 else ""
+            if end < 0 or not re.fullmatch(r"\w+", name):
+                out.append("$")
+                i += 1
+                continue
+            i = end + 1
+        else:
+            m = re.match(r"\w+", template[i + 1:])
+            if m is None:
+                out.append("$")
+                i += 1
+                continue
+            name = m.group(0)
+            i += 1 + len(name)
+        if name == "0":
+            out.append(whole)
+    return "".join(out)
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
