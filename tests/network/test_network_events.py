@@ -81,7 +81,8 @@ def normalized(events: list[dict[str, object]]) -> list[str]:
 
 
 def play(host: str) -> list[str]:
-    since = time.time() - 0.1
+    time.sleep(0.3)         # after the events of seeding the images (a build's intermediate containers)
+    since = time.time()
     for args in SCENARIO:
         docker(host, *args)
     time.sleep(0.3)

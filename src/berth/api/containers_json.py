@@ -167,7 +167,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ReadonlyPaths": None if cfg.privileged else ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                                        "/proc/sysrq-trigger"],
     }
-    for key in ("Mounts", "Tmpfs"):   # omitted when empty, as dockerd does
+    for key in ("Mounts", "Tmpfs", "Sysctls"):   # omitted when empty, as dockerd does
         if given.get(key):
             out[key] = given[key]
     return out

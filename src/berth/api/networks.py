@@ -21,6 +21,7 @@ from berth.network import ports
 from berth.network.model import (
     ContainerNetworking,
     EndpointRequest,
+    Link,
     Network,
     parse_ipv4,
     parse_mac,
@@ -53,7 +54,8 @@ def parse_networking(body: Mapping[str, Any], host: Mapping[str, Any]) -> Contai
         ipv4 = str(ipam_config.get("IPv4Address") or "")
         mac = str(ep.get("MacAddress") or "")
         endpoints[str(name)] = EndpointRequest(_strings(ep.get("Aliases"), "Aliases"),
-                                               parse_ipv4(ipv4) if ipv4 else None, parse_mac(mac) if mac else "")
+                                               parse_ipv4(ipv4) if ipv4 else None, parse_mac(mac) if mac else "",
+                                               _links(ep.get("Links")))
     for item in _strings(host.get("ExtraHosts"), "ExtraHosts"):
         name, sep, ip = item.partition("=") if "=" in item else item.partition(":")
         if not sep or not name or not ip or (ip != "host-gateway" and not _is_ip(ip)):
@@ -71,6 +73,12 @@ def parse_networking(body: Mapping[str, Any], host: Mapping[str, Any]) -> Contai
         endpoints=endpoints)
 
 
+def _links(value: Any) -> tuple[Link, ...]:
+    """EndpointSettings.Links ("name:alias", as compose's `links:` and `docker run --link` on a user network send
+    them)."""
+    return tuple(Link.parse(item) for item in _strings(value, "Links"))
+
+
 def _is_ip(text: str) -> bool:
     import ipaddress
     try:
@@ -86,9 +94,10 @@ def _endpoint_json(att: Attachment, c: Container) -> dict[str, Any]:
     m, net = att.member, att.network
     ep = m.endpoint
     user = net.user_defined
-    aliases = list(dict.fromkeys([*m.aliases, c.id[:12]])) if user else None
+    aliases = list(dict.fromkeys([*m.aliases, *([c.id[:12]] if ep else [])])) if user else None
     return {
-        "IPAMConfig": {"IPv4Address": str(m.ipv4)} if m.ipv4 else None, "Links": None,
+        "IPAMConfig": {"IPv4Address": str(m.ipv4)} if m.ipv4 else None,
+        "Links": [str(k) for k in m.links] or None,
         "Aliases": aliases, "MacAddress": ep.mac if ep else "", "DriverOpts": None, "NetworkID": net.id,
         "EndpointID": ep.endpoint_id if ep else "",
         "Gateway": str(net.ipam.gateway) if ep and net.ipam and not net.internal else "",
@@ -322,7 +331,7 @@ async def connect(request: web.Request) -> web.Response:
     ipv4 = str((ep.get("IPAMConfig") or {}).get("IPv4Address") or "")
     mac = str(ep.get("MacAddress") or "")
     req = EndpointRequest(_strings(ep.get("Aliases"), "Aliases"), parse_ipv4(ipv4) if ipv4 else None,
-                          parse_mac(mac) if mac else "")
+                          parse_mac(mac) if mac else "", _links(ep.get("Links")))
     running = c.state.status in (Status.RUNNING, Status.PAUSED)
     await blocking(lambda: engine.networks.connect(request.match_info["id"], container_view(c), req, running))
     return web.Response(status=200)

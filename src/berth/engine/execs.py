@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.engine.containers import Container, Status
-from berth.engine.specgen import capabilities, merged_env
+from berth.engine.specgen import capabilities, merged_env, rlimits_json
 from berth.errors import Conflict, InvalidArgument, NotFound
 
 RUNTIME = str(Path(sys.executable).with_name("berth-runtime"))
@@ -198,7 +198,9 @@ class ExecService:
             env = [e for e in env if e.partition("=")[0] != key] + [item]
         size = {"consoleSize": {"height": cfg.console_size[0], "width": cfg.console_size[1]}} \
             if cfg.tty and cfg.console_size != (0, 0) else {}
-        return {**size, "terminal": cfg.tty, "user": user, "args": list(cfg.cmd), "env": env,
+        limits = rlimits_json(container.config)
+        return {**size, **({"rlimits": limits} if limits else {}), "terminal": cfg.tty, "user": user,
+                "args": list(cfg.cmd), "env": env,
                 "cwd": cfg.working_dir or container.config.working_dir or "/",
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "noNewPrivileges": any(o.startswith("no-new-privileges") for o in container.config.security_opt)}

@@ -127,6 +127,11 @@ def _rlimits(config: ContainerConfig) -> list[dict[str, Any]]:
     return out
 
 
+def rlimits_json(config: ContainerConfig) -> list[dict[str, Any]]:
+    """The spec's process.rlimits for config (an exec's process gets the container's, as with dockerd)."""
+    return _rlimits(config)
+
+
 def resources_json(config: ContainerConfig) -> dict[str, Any]:
     """The spec's linux.resources for config (docker update applies them to a running container's cgroup)."""
     return _resources(config)
@@ -264,6 +269,7 @@ def build_spec(config: ContainerConfig, container_id: str, user: ResolvedUser, p
         "process": process,
         "root": {"path": "rootfs", "readonly": config.readonly_rootfs},
         "hostname": config.hostname,
+        **({"domainname": config.domainname} if config.domainname else {}),
         "mounts": _mounts(config, paths) + ([{"destination": INIT_PATH, "type": "bind", "source": paths.init_binary,
                                                "options": ["rbind", "ro", "rprivate"]}] if config.init else []),
         "linux": linux,

@@ -142,6 +142,26 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """A link on a user-defined network: the linking container's DNS answers alias with container name's address
+    (how dockerd turns EndpointSettings.Links, which compose's `links:` sends, into names)."""
+    name: str
+    alias: str
+
+    @classmethod
+    def parse(cls, text: str) -> Link:
+        """Docker's "name[:alias]"; "/web:/app/db" (HostConfig.Links' stored form) is name web, alias db."""
+        name, _, alias = text.partition(":")
+        name, alias = name.strip("/"), alias.rsplit("/", 1)[-1]
+        if not name or "/" in name:
+            raise InvalidArgument(f"invalid link format {text!r}: expected name:alias")
+        return cls(name, alias or name)
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.alias}"
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
     """A container connected to a network (running or not); endpoint is set while it runs."""
     container_id: str
@@ -150,17 +170,20 @@ class Member:
     ipv4: IPv4Address | None = None      # asked for with --ip / IPAMConfig.IPv4Address
     mac: str = ""                         # asked for with --mac-address
     endpoint: Endpoint | None = None
+    links: tuple[Link, ...] = ()          # EndpointSettings.Links: names only this container resolves
 
     def to_json(self) -> dict[str, Any]:
         return {"container_id": self.container_id, "name": self.name, "aliases": list(self.aliases),
                 "ipv4": str(self.ipv4) if self.ipv4 else "", "mac": self.mac,
-                "endpoint": self.endpoint.to_json() if self.endpoint else None}
+                "endpoint": self.endpoint.to_json() if self.endpoint else None,
+                **({"links": [[k.name, k.alias] for k in self.links]} if self.links else {})}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Member:
         return cls(str(raw["container_id"]), str(raw.get("name", "")), tuple(raw.get("aliases") or ()),
                    IPv4Address(raw["ipv4"]) if raw.get("ipv4") else None, str(raw.get("mac", "")),
-                   Endpoint.from_json(raw["endpoint"]) if raw.get("endpoint") else None)
+                   Endpoint.from_json(raw["endpoint"]) if raw.get("endpoint") else None,
+                   tuple(Link(str(name), str(alias)) for name, alias in raw.get("links") or ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +230,16 @@ class EndpointRequest:
     aliases: tuple[str, ...] = ()
     ipv4: IPv4Address | None = None
     mac: str = ""
+    links: tuple[Link, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"aliases": list(self.aliases), "ipv4": str(self.ipv4) if self.ipv4 else "", "mac": self.mac}
+        return {"aliases": list(self.aliases), "ipv4": str(self.ipv4) if self.ipv4 else "", "mac": self.mac,
+                **({"links": [[k.name, k.alias] for k in self.links]} if self.links else {})}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> EndpointRequest:
         return cls(tuple(raw.get("aliases") or ()), IPv4Address(raw["ipv4"]) if raw.get("ipv4") else None,
-                   str(raw.get("mac", "")))
+                   str(raw.get("mac", "")), tuple(Link(str(n), str(a)) for n, a in raw.get("links") or ()))
 
 
 @dataclass(frozen=True, slots=True)
