@@ -138,6 +138,8 @@ def test_detached_lifecycle_ps_logs_stop_wait_rm(bd: PrivateBerthd) -> None:
     assert same(bd, "wait", "life").stdout == b"7\n"
     same(bd, "ps", "-a")
     same(bd, "ps", "-a", "--filter", "exited=7", "-q")
+    same(bd, "ps", "-l", "--format", "{{.Names}} {{.State}}")   # the latest, exited or not
+    same(bd, "ps", "-n", "2", "-s")
     assert berth(bd, "rename", "life", "life2").returncode == 0
     same(bd, "diff", "life2")
     assert berth(bd, "rm", "life2").stdout == b"life2\n"
@@ -305,6 +307,7 @@ def test_against_a_real_dockerd(seeded_daemon: peers.Daemon) -> None:
         same_at(host, "ps", "--filter", f"name={name}")
         same_at(host, "ps", "--filter", f"name={name}", "--format", "{{json .}}")
         same_at(host, "logs", name)
+        same_at(host, "ps", "-l", "--format", "{{.Names}} {{.State}}")
         same_at(host, "inspect", "-f", "{{.Name}} {{.State.Status}} {{.Config.Labels}} {{.HostConfig.RestartPolicy}}",
                 name)
         o = same_at(host, "exec", name, "sh", "-c", "echo in-exec; exit 5")

@@ -260,7 +260,9 @@ async def list_containers(request: web.Request) -> web.Response:
     now = time.time()
     out = []
     for c in every:
-        if not show_all and c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING) \
+        # limit > 0 (ps -n / -l) means the latest containers whatever their state, as dockerd
+        if not show_all and not (limit is not None and limit > 0) \
+                and c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING) \
                 and "status" not in given and "exited" not in given:
             continue
         if not _matches(c, given) or not extra(c):

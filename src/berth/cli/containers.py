@@ -227,9 +227,9 @@ def run_ps(ctx: Ctx, a: argparse.Namespace) -> int:
     # checked as a literal template, so it does not)
     size = a.size or (bool(fmt) and not a.quiet and (".Size" in fmt or
                                                      re.search(r"json\s+\.\s*}}", fmt) is not None))
-    limit = 1 if a.latest else a.last
-    query: dict[str, Any] = {
-        "all": True if (a.all or limit > 0) else None, "limit": limit if limit > 0 else None,
+    limit = 1 if a.latest and a.last == -1 else a.last
+    query: dict[str, Any] = {   # as docker: a limit implies every state on the daemon's side
+        "all": True if a.all else None, "limit": limit if limit > 0 else None,
         "size": True if size else None, "filters": parse_filters(a.filter) or None,
     }
     items = ctx.client.get_json("/containers/json", query) or []
