@@ -539,19 +539,19 @@ def test_a_silent_upstream_means_servfail_within_the_timeout(netns: Callable[[],
     _, path = netns()
     silent = FakeUpstream(silent=True)
     try:
-        with DnsServer(lookup, lambda: [silent.address], timeout=0.5) as server:
+        with DnsServer(lookup, lambda: [silent.address], timeout=1.0) as server:
             server.attach("c1", path)
             started = time.monotonic()
             answer_ = Message.parse(run_in_netns(path, lambda: udp_query(encode_query("slow.example", id=1))))
             elapsed = time.monotonic() - started
-            assert answer_.header.rcode == SERVFAIL and 0.4 < elapsed < 1.5
+            assert answer_.header.rcode == SERVFAIL and 0.9 < elapsed < 2.5
             assert silent.received
             (tcp,) = run_in_netns(path, lambda: tcp_query(encode_query("slow.example", id=2)))
             assert Header.parse(tcp).rcode == SERVFAIL
 
             def local_answer_behind_many_forwards() -> tuple[float, list[int]]:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.settimeout(3)
+                    s.settimeout(5)
                     s.connect(("127.0.0.11", 53))
                     for i in range(30):
                         s.send(encode_query(f"slow{i}.example", id=100 + i))
@@ -564,7 +564,7 @@ def test_a_silent_upstream_means_servfail_within_the_timeout(netns: Callable[[],
                     assert addresses(Message.parse(first)) == ["10.0.0.2"]
                     return elapsed, rcodes
             elapsed, rcodes = run_in_netns(path, local_answer_behind_many_forwards)
-            assert elapsed < 0.3 and rcodes == [SERVFAIL] * 30
+            assert elapsed < 0.5 and rcodes == [SERVFAIL] * 30    # behind the forwards it would take >= 1 s
     finally:
         silent.close()
 
