@@ -389,3 +389,39 @@ def test_run_pulls_a_missing_image_like_docker(bd: PrivateBerthd, tmp_path: Path
         registry.terminate()
         registry.wait(timeout=10)
         berth(bd, "rmi", ref)
+
+
+def test_run_flags_reach_the_container(bd: PrivateBerthd, tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=yes\n\nSPACED=a b\n")
+    label_file = tmp_path / "labels"
+    label_file.write_text("from.file=1\n")
+    cidfile = tmp_path / "cid"
+    o = same(bd, "run", "--rm", "--env-file", str(env_file), "busybox", "sh", "-c", 'echo "$FROM_FILE|$SPACED"')
+    assert o.stdout == b"yes|a b\n"
+    o = berth(bd, "run", "--cidfile", str(cidfile), "--label-file", str(label_file), "--name", "flagged", "busybox",
+              "true")
+    assert o.returncode == 0 and len(cidfile.read_text()) == 64
+    assert berth(bd, "inspect", "-f", '{{index .Config.Labels "from.file"}}', "flagged").stdout == b"1\n"
+    same(bd, "run", "--cidfile", str(cidfile), "busybox", "true")
+    berth(bd, "rm", "flagged")
+    o = same(bd, "run", "--rm", "-a", "stdout", "busybox", "sh", "-c", "echo seen; echo unseen >&2")
+    assert (o.stdout, o.stderr) == (b"seen\n", b"")
+    o = berth(bd, "run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c",
+              "touch /x 2>/dev/null || echo ro; touch /scratch/y && echo tmpfs-ok")
+    assert o.stdout == b"ro\ntmpfs-ok\n", o.stderr
+    o = berth(bd, "run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+    assert o.returncode == 0 and not o.stdout.startswith(b"sh "), o.stdout
+    berth(bd, "run", "-d", "--name", "healthy", "--health-cmd", "true", "--health-interval", "200ms", "busybox",
+          "sleep", "600")
+    try:
+        deadline = time.monotonic() + 15
+        status = b""
+        while time.monotonic() < deadline and b"(healthy)" not in status:
+            time.sleep(0.2)
+            status = berth(bd, "ps", "--filter", "name=healthy", "--format", "{{.Status}}").stdout
+        assert b"(healthy)" in status
+        same(bd, "ps", "--filter", "name=healthy", "--format", "{{.Status}}")
+        same(bd, "inspect", "-f", "{{.State.Health.Status}} {{.Config.Healthcheck.Test}}", "healthy")
+    finally:
+        berth(bd, "rm", "-f", "healthy")

@@ -95,7 +95,7 @@ def create_container(ctx: Ctx, a: argparse.Namespace, body: dict[str, Any]) -> s
         raise StatusError(f"berth: {exc}\n\nRun 'berth {a.called_as} --help' for more information", 125) from exc
     if a.cidfile and os.path.exists(a.cidfile):
         raise StatusError(f"berth: container ID file found, make sure the other container isn't running or delete "
-                          f"{a.cidfile}", 125)
+                          f"{a.cidfile}\n\nRun 'berth {a.called_as} --help' for more information", 125)
     query = {"name": a.name or None, "platform": a.platform or None}
     if a.pull == "always":
         _pull(ctx, image, a.platform, a.quiet)
