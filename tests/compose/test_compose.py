@@ -298,3 +298,66 @@ def test_a_project_with_build_builds_its_image_runs_it_and_removes_it(
     assert labelled(b, "containers", name) == [] and labelled(b, "networks", name) == []
     wait_for(lambda: kernel_state(b) == before, "the kernel state of before the project")
     assert refused(port)
+
+
+def test_links_hostname_domainname_ulimits_sysctls_and_a_shared_network_namespace(
+        b: PrivateBerthd, project: tuple[Path, str]) -> None:
+    """What compose 1.29 sends for `links:`, `hostname:`/`domainname:`, `ulimits:`, `sysctls:`,
+    `network_mode: service:`, `volumes_from:` and `depends_on: condition: service_healthy` takes effect."""
+    directory, name = project
+    (directory / "docker-compose.yml").write_text("""\
+version: "2.4"
+services:
+  web:
+    image: busybox:latest
+    command: ["sh", "-c", "mkdir -p /www; echo served > /www/index.html; exec httpd -f -p 8080 -h /www"]
+    hostname: webhost
+    domainname: example.test
+    volumes: ["/www"]
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+    sysctls:
+      net.ipv4.tcp_keepalive_time: "600"
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:8080/"]
+      interval: 1s
+  side:
+    image: busybox:latest
+    network_mode: "service:web"
+    volumes_from: [web]
+    command: ["sleep", "300"]
+    depends_on:
+      web: {condition: service_healthy}
+  tool:
+    image: busybox:latest
+    command: ["sleep", "300"]
+    links: ["web:weblink"]
+""")
+    compose(b, directory, name, "up", "-d")
+
+    def sh(service: str, script: str) -> str:
+        return compose(b, directory, name, "exec", "-T", service, "sh", "-c", script).stdout
+
+    # links: only the linking container resolves the link's alias; the hostname is a name on the network
+    assert sh("tool", "wget -qO- http://weblink:8080/") == "served\n"
+    assert sh("tool", "wget -qO- http://webhost:8080/") == "served\n"
+    assert compose(b, directory, name, "exec", "-T", "web", "nslookup", "weblink", "127.0.0.11",
+                   check=False).returncode != 0
+    tool = json.loads(b.docker("inspect", f"{name}_tool_1").stdout)[0]
+    links = tool["NetworkSettings"]["Networks"][f"{name}_default"]["Links"]
+    assert f"{name}_web_1:weblink" in links
+    web = json.loads(b.docker("inspect", f"{name}_web_1").stdout)[0]
+    assert web["HostConfig"]["Sysctls"] == {"net.ipv4.tcp_keepalive_time": "600"}
+    aliases = web["NetworkSettings"]["Networks"][f"{name}_default"]["Aliases"]
+    assert {"web", "webhost", web["Id"][:12]} <= set(aliases)
+
+    # UTS names, sysctls and ulimits, for the container's process and for an exec alike
+    assert sh("web", "hostname; cat /proc/sys/kernel/domainname; cat /proc/sys/net/ipv4/tcp_keepalive_time; "
+                     "ulimit -n; ulimit -Hn; grep 'open files' /proc/1/limits | tr -s ' '").splitlines() == [
+        "webhost", "example.test", "600", "1024", "2048", "Max open files 1024 2048 files "]
+
+    # side shares web's network namespace (web's server on its 127.0.0.1) and its volumes
+    assert sh("side", "wget -qO- http://127.0.0.1:8080/; cat /www/index.html") == "served\nserved\n"
+    compose(b, directory, name, "down", "-v", "-t", "0")
+    assert labelled(b, "containers", name) == []
+    assert b.docker("volume", "ls", "-q").stdout == b""       # web's anonymous volume went with it
