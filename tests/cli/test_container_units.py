@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -163,3 +164,22 @@ def test_stats_numbers_are_computed_as_docker_does() -> None:
     assert [row.get(k) for k in ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")] == [
         "aaaaaaaaaaaa", "web", "40.00%", "8MiB / 100MiB", "8.00%", "1.5kB / 500B", "4.1kB / 8B", "3"]
     assert binary_size(0) == "0B" and binary_size(1536) == "1.5KiB"
+
+
+def test_a_refused_hijack_raises_the_daemons_error(tmp_path: Path) -> None:
+    from berth.client.hijack import hijack
+    from berth.client.hosts import DaemonHost
+    from berth.client.transport import EngineClient, from_daemon
+    from berth.errors import NotFound
+    from tests.cli.tiny_daemon import Reply, TinyDaemon
+
+    with TinyDaemon(tmp_path / "d.sock") as d:
+        d.route("POST", "/v1.41/containers/gone/attach", Reply(404, b'{"message":"No such container: gone"}',
+                                                               {"Content-Type": "application/json"}))
+        with EngineClient(DaemonHost("unix", str(d.socket_path))) as client, pytest.raises(NotFound) as info:
+            hijack(client, "/containers/gone/attach", {"stream": True, "stdout": True})
+    status = from_daemon(info.value)
+    assert status is not None and (status.status, status.message) == (404, "No such container: gone")
+    attach = [s for s in d.seen if "attach" in s.path][0]
+    assert attach.headers["Connection"] == "Upgrade" and attach.headers["Upgrade"] == "tcp"
+    assert attach.path == "/v1.41/containers/gone/attach?stream=1&stdout=1"

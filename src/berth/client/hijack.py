@@ -33,13 +33,8 @@ class Hijacked:
     def __init__(self, sock: socket.socket, leftover: bytes, content_type: str) -> None:
         self.sock = sock
         self._leftover = leftover
+        # only a hint (a 1.41 daemon says raw-stream either way): framing follows the container's or exec's Tty
         self.content_type = content_type
-
-    @property
-    def multiplexed(self) -> bool:
-        """Whether the output carries 8-byte frame headers. A 1.41 daemon says raw-stream either way, so the
-        caller's knowledge of the container's Tty decides; this is only the 1.42+ hint."""
-        return "multiplexed" in self.content_type
 
     def recv(self, size: int = 65536) -> bytes:
         if self._leftover:
