@@ -70,16 +70,19 @@ def _bind_unix(path: Path, group: str) -> socket.socket:
             raise Conflict(f"another daemon is already listening on {path}")
         finally:
             probe.close()
+    gid = 0
+    if group:       # before binding: an unknown group must leave no socket behind
+        import grp
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise InvalidArgument(f"group {group!r} not found: create it or choose another --group") from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         sock.bind(str(path))
     finally:
         os.umask(old)
-    gid = 0
-    if group:
-        import grp
-        gid = grp.getgrnam(group).gr_gid
     os.chown(path, 0, gid)
     os.chmod(path, 0o660)
     sock.listen(512)
