@@ -238,8 +238,10 @@ class ContainerStore:
             raise NotFound(f"No such container: {container_id}") from None
         return Container(raw["id"], raw["created"], ContainerConfig.from_json(raw["config"]), state, path)
 
-    def save_state(self, container: Container, state: ContainerState) -> Container:
-        write_json_atomic(container.dir / "state.json", state.to_json())
+    def save_state(self, container: Container, state: ContainerState, durable: bool = True) -> Container:
+        """durable=False (still atomic) for what only describes a container's processes (running, exited, health):
+        a power loss ends those processes anyway, and berthd's next start reconciles the record."""
+        write_json_atomic(container.dir / "state.json", state.to_json(), durable=durable)
         return replace(container, state=state)
 
     def save_config(self, container: Container, config: ContainerConfig) -> Container:
@@ -258,13 +260,27 @@ class ContainerStore:
             return
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def names(self) -> dict[str, str]:
+        """name -> id of every complete record, read from the state files only: a create checks its name without
+        parsing every container's configuration."""
+        out: dict[str, str] = {}
+        root = str(self.root)
+        for entry in os.listdir(root):
+            if entry.startswith(".") or not os.path.exists(os.path.join(root, entry, "config.json")):
+                continue   # being removed, or not complete yet
+            try:
+                out[str(read_json(os.path.join(root, entry, "state.json"))["name"])] = entry
+            except (OSError, ValueError, KeyError, TypeError):
+                continue   # all() quarantines what does not parse
+        return out
+
     def all(self) -> Iterator[Container]:
         for entry in sorted(os.listdir(self.root)):
             try:
                 yield self.load(entry)
             except NotFound:
                 continue   # a record being created or removed right now
-            except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+            except (ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError):
                 self._quarantine(entry)
 
     def _quarantine(self, entry: str) -> None:

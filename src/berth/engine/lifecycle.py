@@ -165,6 +165,10 @@ class ContainerService:
         if self._default_init and (config.extra.get("HostConfig") or {}).get("Init") is None:
             config = replace(config, init=True)
         container_id = secrets.token_hex(32)
+        if not config.hostname and config.network_mode.startswith("container:"):
+            with contextlib.suppress(NotFound):     # dockerd: it takes the names of the container it joins
+                joined = self.get(config.network_mode.partition(":")[2]).config
+                config = replace(config, hostname=joined.hostname, domainname=joined.domainname)
         if not config.hostname:
             config = replace(config, hostname=container_id[:12])
         if not config.args:
@@ -172,36 +176,46 @@ class ContainerService:
         validate(config)
         validate_healthcheck(config.healthcheck)
         chain = image_config.chain_ids
-        with self._lock, self.volumes.lock(), contextlib.ExitStack() as undo:
-            taken = {c.name for c in self.store.all()}
-            if request.name:
-                name = check_name(request.name)
-                if name in taken:
-                    other = next(c for c in self.store.all() if c.name == name)
-                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
-                                   f'"{other.id}". You have to remove (or rename) that container to be able to '
-                                   f"reuse that name.")
-            else:
-                name = random_name(taken)
-            config = volumeuse.resolve(config, self.volumes, self.get, undo)
+        with contextlib.ExitStack() as undo:
+            # the snapshot first, outside the lock: its id is new, and 20 creates at once must not queue behind
+            # each other's directories (bench/containers.py burst)
             self._snapshots.prepare(container_id, chain[-1] if chain else None)
             undo.callback(self._snapshots.remove, container_id)
-            c = self.store.create(container_id, now_rfc3339(), config, name)
-            undo.callback(self.store.remove, container_id)
-            if self.network is not None:
-                self.network.register(container_view(c))
-                undo.callback(self.network.forget, container_id)
-            self._write_etc(c)
-            (c.dir / "bundle" / "rootfs").mkdir(parents=True)
-            volumeuse.populate(c, self._snapshots, self.volumes)
+            with self._lock, self.volumes.lock(), contextlib.ExitStack() as record_undo:
+                c = self._create_record(request, config, container_id, record_undo)
+                record_undo.pop_all()
             undo.pop_all()
         self.events.container(c, "create")
         return c
 
+    def _create_record(self, request: CreateRequest, config: ContainerConfig, container_id: str,
+                       undo: contextlib.ExitStack) -> Container:
+        """Caller holds both locks; every step registers its undo."""
+        taken = self.store.names()
+        if request.name:
+            name = check_name(request.name)
+            if name in taken:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{taken[name]}". You have to remove (or rename) that container to be able to '
+                               f"reuse that name.")
+        else:
+            name = random_name(set(taken))
+        config = volumeuse.resolve(config, self.volumes, self.get, undo)
+        c = self.store.create(container_id, now_rfc3339(), config, name)
+        undo.callback(self.store.remove, container_id)
+        if self.network is not None:
+            self.network.register(container_view(c))
+            undo.callback(self.network.forget, container_id)
+        self._write_etc(c)
+        (c.dir / "bundle" / "rootfs").mkdir(parents=True)
+        volumeuse.populate(c, self._snapshots, self.volumes)
+        return c
+
     def _write_etc(self, c: Container) -> None:
         write_atomic(c.dir / "hostname", (c.config.hostname + "\n").encode())
-        write_atomic(c.dir / "hosts", HOSTS.encode())
-        write_atomic(c.dir / "resolv.conf", _resolv_conf().encode())
+        # not fsynced: every start writes these two again (the network service's setup)
+        write_atomic(c.dir / "hosts", HOSTS.encode(), durable=False)
+        write_atomic(c.dir / "resolv.conf", _resolv_conf().encode(), durable=False)
 
     # -- start ------------------------------------------------------------------------------------------
 
@@ -268,7 +282,7 @@ class ContainerService:
                 netns = str(pinned)
             spec = build_spec(c.config, c.id, user, SpecPaths(str(c.dir / "hostname"), str(c.dir / "hosts"),
                                                                str(c.dir / "resolv.conf")), netns)
-            write_json_atomic(bundle / "config.json", spec)
+            write_json_atomic(bundle / "config.json", spec, durable=False)   # rewritten at every start
             for stale in ("exit.json", "started.json"):
                 (c.dir / stale).unlink(missing_ok=True)
             with contextlib.suppress(BerthError, OSError):
@@ -292,7 +306,7 @@ class ContainerService:
                             finished_at=ZERO_TIME, stopped_by_user=False,
                             health=health_at_start(c.config.healthcheck, c.state.health))
             with self._lock:
-                c = self.store.save_state(c, state)
+                c = self.store.save_state(c, state, durable=False)
                 self.events.container(c, "start")
                 self._live.discard(c.id)
                 self._changed.notify_all()
@@ -389,7 +403,7 @@ class ContainerService:
             else:
                 state = replace(c.state, status=Status.EXITED, exit_code=255, pid=0, finished_at=now_rfc3339(),
                                 error="the container's monitor died without recording an exit status")
-            c = self.store.save_state(c, replace(state, health=health_at_stop(state.health)))
+            c = self.store.save_state(c, replace(state, health=health_at_stop(state.health)), durable=False)
             if c.state.oom_killed:
                 self.events.container(c, "oom", time_nano=self.events.happened_at(rfc3339_to_ns(c.state.finished_at)))
             self.events.container(c, "die", {"exitCode": str(c.state.exit_code)},
@@ -494,6 +508,10 @@ class ContainerService:
         first = sig or parse_signal(c.config.stop_signal or "SIGTERM")
         with self._lock:
             c = self.store.load(c.id)   # its exit may be recorded by now: never write a stale state back
+            if c.state.status is Status.RESTARTING:   # it exited meanwhile and waits for a restart: none now
+                self.store.save_state(c, replace(c.state, status=Status.EXITED, stopped_by_user=True))
+                self._changed.notify_all()
+                return
             if c.state.status not in (Status.RUNNING, Status.PAUSED):
                 return
             c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
@@ -593,7 +611,7 @@ class ContainerService:
                 return None
             if c.state.status not in (Status.RUNNING, Status.PAUSED):   # paused while its probe ran: still kept
                 return None
-            return self.store.save_state(c, replace(c.state, health=change(c)))
+            return self.store.save_state(c, replace(c.state, health=change(c)), durable=False)
 
     # -- remove -----------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import socket
 import sys
 import traceback
 
-from berth.errors import Conflict, InvalidArgument
+from berth.errors import BerthError, Conflict, InvalidArgument
 from berth.monitor.listen import listen_unix
 from berth.runtime import jsonio
 
@@ -87,6 +87,24 @@ def _become_monitor(argv: list[str], ready_w: int, log: int) -> None:
         os._exit(code)
 
 
+def _precompile(argv: list[str]) -> None:
+    """Compile the container's seccomp profile here, once per profile (berth.runtime.seccomp keeps it): the monitor
+    forked next inherits it, and neither it nor the container's init compiles anything. Any error is left for the
+    monitor to report."""
+    try:
+        from berth.oci.spec import Seccomp
+        from berth.runtime.seccomp import compile_filter
+
+        bundle = argv[argv.index("--bundle") + 1]
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            raw = jsonio.loads(f.read())
+        found = raw.get("linux", {}).get("seccomp") if isinstance(raw, dict) else None
+        if isinstance(found, dict):
+            compile_filter(Seccomp.from_json(found))
+    except (ValueError, OSError, BerthError, AttributeError, TypeError, IndexError):
+        pass
+
+
 def _fork_monitor(argv: list[str], ready_w: int, log: int) -> None:
     middle = os.fork()
     if middle == 0:
@@ -120,6 +138,7 @@ def serve(listener: socket.socket, path: str, stamp: str) -> int:
             if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv) and len(fds) == 2):
                 conn.sendall(b"error: expected argv and two fds\n")
                 continue
+            _precompile(argv)
             _fork_monitor(argv, fds[0], fds[1])
             conn.sendall(b"forked\n")
         except (OSError, InvalidArgument) as exc:

@@ -151,25 +151,106 @@ def _action(name: str, errno_ret: int | None) -> int:
     raise InvalidArgument(f"seccomp action {name} is not supported by berth-runtime")
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+# seccomp(2)'s number where berth knows it; elsewhere filters are loaded through libseccomp every time
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "loongarch64": 277}.get(os.uname().machine)
+_SECCOMP_SET_MODE_FILTER = 1
+_BPF_INSN_SIZE = 8
+_CACHE_SIZE = 8
+_compiled: dict[Seccomp, Filter] = {}
+
+
 class Filter:
-    """A compiled libseccomp filter context, loaded in the container's init just before exec."""
-    __slots__ = ("_ctx", "_lib")
+    """A compiled filter, loaded in the container's init just before exec: a libseccomp context, or (when cached)
+    the BPF program libseccomp generated from one, loaded with a single seccomp(2) call."""
+    __slots__ = ("_ctx", "_lib", "_prog", "_code", "shared")
 
     def __init__(self, ctx: int, lib: ctypes.CDLL) -> None:
         self._ctx, self._lib = ctx, lib
+        self._prog: _SockFprog | None = None
+        self._code: ctypes.Array[ctypes.c_char] | None = None
+        self.shared = False   # cached for later containers: release() leaves it alone
 
     def load(self) -> None:
+        if self._prog is not None:
+            libc = _libc()
+            if libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(self._prog)) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(err)}")
+            return
         rc = self._lib.seccomp_load(self._ctx)
         if rc != 0:
             raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
 
     def release(self) -> None:
-        if self._ctx:
+        if self._ctx and not self.shared:
             self._lib.seccomp_release(self._ctx)
             self._ctx = 0
 
+    def _to_program(self) -> None:
+        """Generate the BPF program now (what seccomp_load would do in every init) and keep only it."""
+        lib = self._lib
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
+        try:
+            rc = lib.seccomp_export_bpf(self._ctx, fd)
+            if rc != 0:
+                raise RuntimeFailure(f"seccomp_export_bpf: {os.strerror(-rc)}")
+            os.lseek(fd, 0, os.SEEK_SET)
+            code = b""
+            while chunk := os.read(fd, 65536):
+                code += chunk
+        finally:
+            os.close(fd)
+        if not code or len(code) % _BPF_INSN_SIZE:
+            raise RuntimeFailure(f"seccomp_export_bpf wrote {len(code)} bytes: not a BPF program")
+        self._code = ctypes.create_string_buffer(code, len(code))
+        self._prog = _SockFprog(len(code) // _BPF_INSN_SIZE, ctypes.addressof(self._code))
+        lib.seccomp_release(self._ctx)
+        self._ctx = 0
+        self.shared = True
+
+
+_libc_handle: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _libc_handle
+    if _libc_handle is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        libc.syscall.argtypes = [ctypes.c_long, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
+        _libc_handle = libc
+    return _libc_handle
+
 
 def compile_filter(spec: Seccomp) -> Filter:
+    """The filter for spec, compiled once per process and profile: a fork server that compiled a profile before
+    forking (berth.monitor.zygote) hands it to every monitor it forks, and their containers' inits load it with one
+    system call (libseccomp takes tens of milliseconds to compile Docker's profile, and as long again to generate
+    its BPF, per container otherwise)."""
+    cached = _compiled.get(spec)
+    if cached is not None:
+        return cached
+    filt = _compile(spec)
+    if spec.flags or _SYS_SECCOMP is None:
+        return filt   # flags need libseccomp's own load
+    try:
+        filt._to_program()
+    except BaseException:
+        filt.release()
+        raise
+    _libc()   # resolved now: the init must not load libraries after fork
+    while len(_compiled) >= _CACHE_SIZE:
+        _compiled.pop(next(iter(_compiled)))
+    _compiled[spec] = filt
+    return filt
+
+
+def _compile(spec: Seccomp) -> Filter:
     """Build the filter for spec. Unknown syscall names are skipped (profiles name syscalls of newer kernels)."""
     lib = _libseccomp()
     default = _action(spec.default_action, spec.default_errno_ret)
