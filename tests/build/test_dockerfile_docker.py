@@ -156,6 +156,7 @@ CMD [ "run" , "json" ]
 """
 
 
+@pytest.mark.slow
 def test_step_texts_and_parsed_config_match_dockerd(seeded_daemon: Daemon, tmp_path: Path) -> None:
     rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, STEPS_DOCKERFILE), "--no-cache")
     assert rc == 0, stderr
