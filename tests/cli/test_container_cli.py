@@ -238,6 +238,12 @@ def test_cp_both_ways_and_tar_streams(bd: PrivateBerthd, tmp_path: Path) -> None
     (tmp_path / "into").mkdir()
     assert berth(bd, "cp", "cpbox:/tmp/g.txt", str(tmp_path / "into")).returncode == 0
     assert (tmp_path / "into" / "g.txt").read_text() == "file\n"
+    berth(bd, "exec", "cpbox", "ln", "-s", "/etc/passwd", "/tmp/pw")
+    assert berth(bd, "cp", "-L", "cpbox:/tmp/pw", str(tmp_path / "into")).returncode == 0
+    followed = tmp_path / "into" / "pw"
+    assert not followed.is_symlink() and followed.read_text().startswith("root:")
+    assert berth(bd, "cp", "cpbox:/tmp/pw", str(tmp_path / "link")).returncode == 0
+    assert os.readlink(tmp_path / "link") == "/etc/passwd"
     streamed = berth(bd, "cp", "cpbox:/etc/passwd", "-")
     with tarfile.open(fileobj=io.BytesIO(streamed.stdout)) as tar:
         assert tar.getnames() == ["passwd"]

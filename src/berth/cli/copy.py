@@ -55,8 +55,16 @@ def run_cp(ctx: Ctx, a: argparse.Namespace) -> int:
     if not src_c and not dst_c:
         raise UsageError("must specify at least one container source", exit_code=1)
     if src_c:
-        return _from_container(ctx, src_c, src_path, dst_path, a.quiet)
-    return _to_container(ctx, src_path, dst_c, dst_path, a.quiet)
+        as_name = None
+        if a.follow_link:   # -L: copy what a symlink points to, under the link's name
+            stat = _stat_in(ctx, src_c, src_path)
+            if stat and stat.get("linkTarget"):
+                as_name = os.path.basename(src_path.rstrip("/"))
+                src_path = str(stat["linkTarget"])
+        return _from_container(ctx, src_c, src_path, dst_path, a.quiet, as_name)
+    if a.follow_link and src_path != "-":
+        src_path = os.path.realpath(src_path)
+    return _to_container(ctx, src_path, dst_c, dst_path, a.quiet, a.archive)
 
 
 def path_stat(headers: Any) -> dict[str, Any]:
@@ -97,7 +105,7 @@ def _report(ctx: Ctx, quiet: bool, size: int, where: str) -> None:
         ctx.err.write(f"Successfully copied {human_size(size)} to {where}\n")
 
 
-def _from_container(ctx: Ctx, container: str, src: str, dst: str, quiet: bool) -> int:
+def _from_container(ctx: Ctx, container: str, src: str, dst: str, quiet: bool, as_name: str | None = None) -> int:
     resp = ctx.client.open("GET", f"/containers/{path_segment(container)}/archive", {"path": src})
     try:
         if dst == "-":
@@ -111,7 +119,7 @@ def _from_container(ctx: Ctx, container: str, src: str, dst: str, quiet: bool) -
         top = str(stat.get("name") or os.path.basename(src.rstrip("/")) or "/")
         contents_only = src_is_dir and (src.endswith("/.") or src == ".")
         if os.path.isdir(dst):
-            target_dir, rename = dst, (None if not contents_only else "")
+            target_dir, rename = dst, ("" if contents_only else as_name)
         else:
             if os.path.lexists(dst):
                 if src_is_dir:
@@ -184,7 +192,7 @@ def _tar_stream(src: str, arcname: str) -> tuple[Iterator[bytes], list[int], thr
     return counted(), sizes, thread
 
 
-def _to_container(ctx: Ctx, src: str, container: str, dst: str, quiet: bool) -> int:
+def _to_container(ctx: Ctx, src: str, container: str, dst: str, quiet: bool, archive: bool = False) -> int:
     path = f"/containers/{path_segment(container)}/archive"
     headers = {"Content-Type": "application/x-tar"}
     if src == "-":
@@ -212,6 +220,7 @@ def _to_container(ctx: Ctx, src: str, container: str, dst: str, quiet: bool) -> 
         target = os.path.dirname(dst.rstrip("/")) or "/"
         arcname = os.path.basename(dst.rstrip("/"))
     body, sizes, _ = _tar_stream(os.path.normpath(src), arcname)
-    ctx.client.open("PUT", path, {"path": target, "noOverwriteDirNonDir": True}, body=body, headers=headers).read()
+    query = {"path": target, "noOverwriteDirNonDir": True, "copyUIDGID": True if archive else None}
+    ctx.client.open("PUT", path, query, body=body, headers=headers).read()
     _report(ctx, quiet, sizes[0], f"{container}:{dst}")
     return 0
