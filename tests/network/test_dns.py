@@ -184,6 +184,20 @@ def test_host_resolvers_skip_loopback_comments_and_junk(tmp_path: Path) -> None:
     assert host_resolvers(tmp_path / "missing") == []
 
 
+def test_host_resolvers_behind_systemd_resolved_are_the_ones_it_uses(tmp_path: Path) -> None:
+    stub = tmp_path / "resolv.conf"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n")
+    upstream = tmp_path / "upstream.conf"
+    upstream.write_text("nameserver 192.0.2.53\nnameserver 192.0.2.54\n")
+    assert host_resolvers(stub, upstream) == ["192.0.2.53", "192.0.2.54"]
+    assert host_resolvers(stub, tmp_path / "missing") == []
+    assert host_resolvers(stub, None) == []
+    both = tmp_path / "both.conf"
+    both.write_text("nameserver 127.0.0.53\nnameserver 198.51.100.1\n")
+    assert host_resolvers(both, upstream) == ["198.51.100.1"]          # a real one is there: it is used alone
+    assert host_resolvers(tmp_path / "empty", upstream) == []          # no loopback one: nothing to replace
+
+
 def test_upstreams_parse_with_and_without_ports() -> None:
     assert Upstream.parse("192.0.2.1") == Upstream(socket.AF_INET, "192.0.2.1", 53)
     assert Upstream.parse("127.0.0.1:5353") == Upstream(socket.AF_INET, "127.0.0.1", 5353)

@@ -286,15 +286,26 @@ def format_error(data: bytes) -> bytes | None:
     return Header(header.id, _QR | (header.flags & (_OPCODE | _RD)) | _RA | FORMERR).encode()
 
 
-def host_resolvers(path: str | Path = "/etc/resolv.conf") -> list[str]:
+def host_resolvers(path: str | Path = "/etc/resolv.conf",
+                   systemd_path: str | Path | None = "/run/systemd/resolve/resolv.conf") -> list[str]:
     """The nameservers of a resolv.conf, in order, without loopback ones (a resolver on the host's loopback, such
-    as systemd-resolved's 127.0.0.53, is not the one a container should be sent to) nor unparsable ones. A
+    as systemd-resolved's 127.0.0.53, is not the one a container should be sent to) nor unparsable ones. When
+    loopback ones were all there was, the ones systemd-resolved itself uses (systemd_path), as Docker does. A
     missing file means none."""
+    servers, loopback = _nameservers(path)
+    if not servers and loopback and systemd_path is not None:
+        servers, _ = _nameservers(systemd_path)
+    return servers
+
+
+def _nameservers(path: str | Path) -> tuple[list[str], bool]:
+    """(the non-loopback nameservers, whether loopback ones were skipped)."""
     try:
         text = Path(path).read_text(errors="replace")
-    except FileNotFoundError:
-        return []
+    except (FileNotFoundError, NotADirectoryError):
+        return [], False
     servers: list[str] = []
+    loopback = False
     for line in text.splitlines():
         words = line.split()
         if len(words) < 2 or words[0] != "nameserver":
@@ -303,9 +314,11 @@ def host_resolvers(path: str | Path = "/etc/resolv.conf") -> list[str]:
             address = ipaddress.ip_address(words[1])
         except ValueError:
             continue
-        if not address.is_loopback:
+        if address.is_loopback:
+            loopback = True
+        else:
             servers.append(words[1])
-    return servers
+    return servers, loopback
 
 
 @dataclass(frozen=True, slots=True)
