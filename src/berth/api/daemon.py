@@ -107,6 +107,7 @@ def network_options(args: argparse.Namespace) -> NetworkOptions:
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from berth.api import memory
     from berth.api.app import make_app
     from berth.engine.engine import Engine, EngineConfig
     from berth.util.locks import try_lock
@@ -116,6 +117,7 @@ async def _serve(args: argparse.Namespace) -> None:
     lock_fd = try_lock(exec_root / "berthd.lock")
     if lock_fd is None:
         raise Conflict(f"another berthd is running with --exec-root {exec_root}; stop it or choose another")
+    memory.limit_arenas()   # before the worker threads: each would get a malloc heap of its own
     # Blocking engine calls run in threads, and some block for long (wait, attach, logs -f): room for many.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=512, thread_name_prefix="api"))
     engine = Engine(EngineConfig(root, exec_root, network_options(args), init=args.init))
@@ -124,6 +126,7 @@ async def _serve(args: argparse.Namespace) -> None:
     hosts = args.host or [DEFAULT_HOST]
     sockets = [_bind_unix(_unix_path(h), args.group) for h in hosts]
     app = make_app(engine)
+    app.middlewares.append(memory.TrimWhenIdle().middleware)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     for sock in sockets:

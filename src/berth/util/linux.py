@@ -214,3 +214,17 @@ def join_session_keyring(name: str) -> int:
     if ret < 0:
         raise _fail(f"keyctl(JOIN_SESSION_KEYRING, {name!r})")
     return ret
+
+
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(count: int) -> bool:
+    """mallopt(M_ARENA_MAX, count): glibc gives each new thread its own heap up to 8 per CPU, and a threaded
+    daemon keeps the free memory of all of them. Call it before starting threads; False if glibc refused."""
+    return bool(_libc.mallopt(_M_ARENA_MAX, count))
+
+
+def malloc_trim() -> bool:
+    """malloc_trim(0): return the free pages of every malloc heap to the kernel. True if any was released."""
+    return bool(_libc.malloc_trim(ctypes.c_size_t(0)))
