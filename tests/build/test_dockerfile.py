@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from berth.build.dockerfile import Dockerfile, DockerfileError, Instruction, healthcheck, parse, parse_go_duration
 from berth.errors import InvalidArgument
@@ -360,3 +362,37 @@ def test_dockerfile_is_frozen() -> None:
     assert isinstance(df, Dockerfile)
     with pytest.raises(AttributeError):
         df.escape = "`"  # type: ignore[misc]
+
+
+_FUZZ_ALPHABET = st.sampled_from(list("FROMRUNCOPYENVARGLABELHEALTHCHECKSHELL ONBUILD\\`#=\"'[]{},:-<>$\t\r\n\u00a0ax1"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_FUZZ_ALPHABET, max_size=120))
+def test_any_text_parses_or_fails_with_a_dockerfile_error(text: str) -> None:
+    try:
+        df = parse(text)
+    except DockerfileError as exc:
+        assert exc.reason
+        return
+    assert df.stages
+    for stage in df.stages:
+        for instr in stage.instructions:
+            assert instr.keyword.isupper() and instr.line >= stage.line and instr.end_line >= instr.line
+
+
+_KEYWORD_LINES = st.sampled_from(["RUN", "CMD", "COPY", "ADD", "ENV", "LABEL", "ARG", "EXPOSE", "VOLUME", "USER",
+                                  "WORKDIR", "HEALTHCHECK", "ONBUILD", "SHELL", "STOPSIGNAL", "ENTRYPOINT"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_KEYWORD_LINES, st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"),
+                               max_size=60))
+def test_any_instruction_argument_parses_or_fails_with_a_dockerfile_error(keyword: str, rest: str) -> None:
+    try:
+        df = parse(f"FROM scratch\n{keyword} {rest}\n")
+    except DockerfileError as exc:
+        assert exc.line == 2 or exc.line is None
+        return
+    (instr,) = df.stages[0].instructions
+    assert instr.keyword == keyword

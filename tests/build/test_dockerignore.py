@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from berth.build.context import context_tar
@@ -251,3 +251,13 @@ def test_random_dockerignores_leave_out_what_the_docker_cli_leaves_out(tmp_path:
             path.write_text(name)
         (ctx / ".dockerignore").write_text(ignore)
         assert _berth_sends(ctx) == _docker_cli_sends(tmp_path, ctx), (ignore, sorted(files))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(list("ab/.*?[]^!\\-+(){}|$ ")), max_size=20), PATHS)
+def test_any_pattern_is_refused_cleanly_or_matches_without_error(pattern: str, path: str) -> None:
+    try:
+        matcher = Matcher(parse_dockerignore(pattern + "\n"))
+    except InvalidArgument:
+        return
+    assert matcher.excluded(path) in (True, False)

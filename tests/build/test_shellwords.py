@@ -8,7 +8,7 @@ import string
 import subprocess
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from berth.build.shellwords import (
@@ -240,3 +240,15 @@ def test_pattern_substitutions_agree_with_a_posix_shell() -> None:
     theirs = proc.stdout.split("\n")[:-1]
     ours = [expand(word, {"x": value}) for value, word in cases]
     assert ours == theirs
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(list("${}:-+?#%/\\'\"` ax1*")), max_size=40), st.sampled_from(["\\", "`"]))
+def test_expansion_of_any_text_succeeds_or_raises_invalid_argument(text: str, escape: str) -> None:
+    env = {"a": "value", "x": ""}
+    try:
+        expanded = expand(text, env, escape)
+    except InvalidArgument:
+        return
+    assert isinstance(expanded, str)
+    assert isinstance(split_words(text, env, escape), list)
