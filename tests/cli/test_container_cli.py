@@ -276,6 +276,7 @@ def test_events_df_and_stats(bd: PrivateBerthd) -> None:
     assert berth(bd, *fmt).stdout == docker(bd, *fmt).stdout == b"die evented\n"
     same(bd, "system", "df")
     same(bd, "system", "df", "--format", "{{.Type}}: {{.TotalCount}}")
+    same(bd, "system", "df", "-v")
     berth(bd, "run", "-d", "--name", "statbox", "busybox", "sleep", "600")
     o = berth(bd, "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}")
     assert o.stdout == b"statbox 1\n", o.stderr

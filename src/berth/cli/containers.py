@@ -153,12 +153,13 @@ def _image_column(c: dict[str, Any], trunc: bool) -> str:
     return f"{name}:{tag}" if tag else str(name)
 
 
-def container_rows(items: list[dict[str, Any]], trunc: bool) -> list[Record]:
+def container_rows(items: list[dict[str, Any]], trunc: bool, rw_size_only: bool = False) -> list[Record]:
+    """ps rows; `rw_size_only` for system df -v, whose SIZE is the writable layer alone."""
     now = time.time()
-    return [_container_record(c, trunc, now) for c in items]
+    return [_container_record(c, trunc, now, rw_size_only) for c in items]
 
 
-def _container_record(c: dict[str, Any], trunc: bool, now: float) -> Record:
+def _container_record(c: dict[str, Any], trunc: bool, now: float, rw_size_only: bool = False) -> Record:
     cid = str(c.get("Id") or "")
     created = int(c.get("Created") or 0)
     names = [str(n)[1:] if str(n).startswith("/") else str(n) for n in c.get("Names") or []]
@@ -180,7 +181,7 @@ def _container_record(c: dict[str, Any], trunc: bool, now: float) -> Record:
     def size() -> str:
         rw = human_size(int(c.get("SizeRw") or 0), 3)
         root = int(c.get("SizeRootFs") or 0)
-        return f"{rw} (virtual {human_size(root, 3)})" if root > 0 else rw
+        return f"{rw} (virtual {human_size(root, 3)})" if root > 0 and not rw_size_only else rw
 
     def mount_names() -> str:
         out = []

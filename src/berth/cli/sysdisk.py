@@ -71,8 +71,67 @@ def df_rows(du: dict[str, Any]) -> list[Record]:
     return rows
 
 
+DF_IMAGES = ("table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t"
+             "{{.UniqueSize}}\t{{.Containers}}")
+DF_CONTAINERS = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t"
+                 "{{.Status}}\t{{.Names}}")
+DF_VOLUMES = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
+DF_CACHE = ("table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t"
+            "{{.Shared}}")
+CACHE_HEADER = {"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE", "CreatedSince": "CREATED",
+                "LastUsedSince": "LAST USED", "UsageCount": "USAGE", "Shared": "SHARED"}
+
+
+def _cache_rows(cache: list[dict[str, Any]]) -> list[Record]:
+    import time
+
+    now = time.time()
+    return [_cache_record(b, now) for b in cache]
+
+
+def _cache_record(b: dict[str, Any], now: float) -> Record:
+    from berth.cli.units import since, truncate_id
+    from berth.oci.config import rfc3339_to_unix
+
+    def ago(key: str) -> str:
+        return since(rfc3339_to_unix(str(b[key])), now) if b.get(key) else ""
+
+    return Record("*formatter.buildCacheContext", {
+        "ID": lambda: truncate_id(str(b.get("ID") or "")),
+        "CacheType": lambda: str(b.get("Type") or ""),
+        "Size": lambda: human_size(int(b.get("Size") or 0), 3),
+        "CreatedSince": lambda: ago("CreatedAt"),
+        "LastUsedSince": lambda: ago("LastUsedAt"),
+        "UsageCount": lambda: str(b.get("UsageCount") or 0),
+        "Shared": lambda: "true" if b.get("Shared") else "false",
+    })
+
+
+def df_verbose(du: dict[str, Any]) -> str:
+    """`system df -v`: a table per kind under docker's section titles."""
+    from berth.cli.containers import PS_HEADER, container_rows
+    from berth.cli.images import IMAGE_HEADER, image_rows
+    from berth.cli.volumes import VOLUME_HEADER, volume_rows
+
+    cache = du.get("BuildCache") or []
+    cache_size = sum(int(b.get("Size") or 0) for b in cache if not b.get("Shared"))
+    header = {**IMAGE_HEADER, "Size": "SIZE"}
+    return ("Images space usage:\n\n" +
+            render_list(DF_IMAGES, image_rows(du.get("Images") or [], True, False, DF_IMAGES), header) +
+            "\nContainers space usage:\n\n" +
+            render_list(DF_CONTAINERS, container_rows(du.get("Containers") or [], True, rw_size_only=True),
+                        PS_HEADER) +
+            "\nLocal Volumes space usage:\n\n" +
+            render_list(DF_VOLUMES, volume_rows(du.get("Volumes") or []), VOLUME_HEADER) +
+            f"\nBuild cache usage: {human_size(cache_size)}\n\n" +
+            render_list(DF_CACHE, _cache_rows(cache), CACHE_HEADER))
+
+
 def run_df(ctx: Ctx, a: argparse.Namespace) -> int:
     du = ctx.client.get_json("/system/df") or {}
+    if a.verbose and a.format in ("", "table"):
+        ctx.out.write(df_verbose(du))
+        return 0
     fmt = DF_TABLE if a.format in ("", "table") else a.format
     ctx.out.write(render_list(fmt, df_rows(du), DF_HEADER))
     return 0
