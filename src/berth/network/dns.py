@@ -553,10 +553,13 @@ class DnsServer:
                             pass
                     continue
                 attachment: _Attachment = key.data
-                if key.fileobj is attachment.udp:
-                    self._read_datagrams(attachment)
-                else:
-                    self._accept(attachment)
+                try:
+                    if key.fileobj is attachment.udp:
+                        self._read_datagrams(attachment)
+                    else:
+                        self._accept(attachment)
+                except Exception:  # noqa: BLE001 - the loop serves every container: it must not die
+                    log.exception("DNS: serving %s failed", attachment.key)
             with self._ops_lock:
                 ops, self._ops = self._ops, []
             for op in ops:
