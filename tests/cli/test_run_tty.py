@@ -231,3 +231,24 @@ def test_a_sigterm_while_raw_restores_the_terminal(bd: PrivateBerthd, tmp_path: 
         bd.berth("rm", "-f", "termed", check=False)
     assert b"rc=143" in term.buf
     assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+
+
+def test_attach_relays_output_forwards_signals_and_exits_with_the_container(bd: PrivateBerthd) -> None:
+    bd.berth("run", "-d", "--name", "attachable", "busybox", "sh", "-c",
+             "trap 'echo bye; exit 8' INT; while true; do echo tick; sleep 0.2; done")
+    proc = subprocess.Popen([BERTH, "-H", bd.host, "attach", "--no-stdin", "attachable"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"tick\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 8
+        assert proc.stdout.read().endswith(b"bye\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        bd.berth("rm", "-f", "attachable", check=False)
+    o = bd.berth("attach", "attachable", check=False)
+    d = bd.docker("attach", "attachable", check=False)
+    assert (o.returncode, o.stderr) == (d.returncode, d.stderr)
