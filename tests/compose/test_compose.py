@@ -356,8 +356,12 @@ services:
                      "ulimit -n; ulimit -Hn; grep 'open files' /proc/1/limits | tr -s ' '").splitlines() == [
         "webhost", "example.test", "600", "1024", "2048", "Max open files 1024 2048 files "]
 
-    # side shares web's network namespace (web's server on its 127.0.0.1) and its volumes
+    assert sh("web", "hostname -f") == "webhost.example.test\n"
+
+    # side shares web's network namespace (web's server on its 127.0.0.1), its names and its volumes
     assert sh("side", "wget -qO- http://127.0.0.1:8080/; cat /www/index.html") == "served\nserved\n"
+    assert sh("side", "hostname; cat /proc/sys/kernel/domainname; hostname -f").splitlines() == [
+        "webhost", "example.test", "webhost.example.test"]
     compose(b, directory, name, "down", "-v", "-t", "0")
     assert labelled(b, "containers", name) == []
     assert b.docker("volume", "ls", "-q").stdout == b""       # web's anonymous volume went with it

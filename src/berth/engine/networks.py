@@ -93,6 +93,7 @@ class ContainerView:
     networking: ContainerNetworking
     exposed_ports: tuple[str, ...]
     dir: Path
+    domainname: str = ""
 
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
@@ -100,7 +101,7 @@ _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 def container_view(c: Container) -> ContainerView:
     return ContainerView(c.id, c.name, c.config.hostname, c.config.network_mode, c.config.networking,
-                         c.config.exposed_ports, c.dir)
+                         c.config.exposed_ports, c.dir, c.config.domainname)
 
 
 def _now() -> str:
@@ -416,8 +417,8 @@ class NetworkService:
             for index, att in enumerate(self._in_start_order(c)):
                 ep = self._connect_endpoint(c, att.network.id, path, f"eth{index}", primary=index == 0)
                 self._notify("connect", att.network, c.id)
-                names = list(dict.fromkeys([c.hostname, c.name, *att.member.aliases])) \
-                    if att.network.user_defined else [c.hostname]
+                own = [f"{c.hostname}.{c.domainname}", c.hostname] if c.domainname else [c.hostname]  # as dockerd
+                names = list(dict.fromkeys([*own, c.name, *att.member.aliases])) if att.network.user_defined else own
                 entries.append((str(ep.ip), names))
                 embedded = embedded or (index == 0 and att.network.user_defined)
             if embedded:
