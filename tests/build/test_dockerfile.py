@@ -34,6 +34,8 @@ def test_from_with_platform_and_stage_name() -> None:
         df.stage("nope")
     with pytest.raises(InvalidArgument):
         df.stage("2")
+    with pytest.raises(InvalidArgument, match="failed to reach build target 1 in Dockerfile"):
+        df.stage("1", allow_index=False)
 
 
 def test_global_args_are_those_before_the_first_from() -> None:

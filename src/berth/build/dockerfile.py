@@ -53,8 +53,9 @@ Public API (stable; additions only):
         "[WARNING]: Empty continuation line found in:\n    RUN a b".
         Note for step counting: the classic builder counts the global ARGs as steps ("Step 1/N : ARG x"), so
         N = len(global_args) + sum(1 + len(stage.instructions)).
-        stage(name_or_index: str) -> Stage   (a stage name, case-insensitive, or a decimal index; raises
-        InvalidArgument "failed to reach build target X in Dockerfile")
+        stage(name_or_index: str, allow_index=True) -> Stage   (a stage name, case-insensitive, or a decimal
+        index; raises InvalidArgument "failed to reach build target X in Dockerfile"; --target takes names only
+        in Docker: allow_index=False)
 
     @dataclass(frozen=True) Healthcheck(test, interval_ns, timeout_ns, start_period_ns, retries)
     healthcheck(instruction) -> Healthcheck   Docker's HealthConfig for a HEALTHCHECK (test ("NONE",),
@@ -154,12 +155,14 @@ class Dockerfile:
     stages: tuple[Stage, ...]
     warnings: tuple[str, ...] = field(default=())
 
-    def stage(self, name_or_index: str) -> Stage:
+    def stage(self, name_or_index: str, allow_index: bool = True) -> Stage:
+        """A stage by name (case-insensitive) or, with allow_index, by its decimal index (COPY --from=0).
+        docker build --target takes names only: pass allow_index=False for it."""
         wanted = name_or_index.lower()
         for stage in self.stages:
             if stage.name is not None and stage.name == wanted:
                 return stage
-        if wanted.isdecimal() and wanted.isascii() and int(wanted) < len(self.stages):
+        if allow_index and wanted.isdecimal() and wanted.isascii() and int(wanted) < len(self.stages):
             return self.stages[int(wanted)]
         raise InvalidArgument(f"failed to reach build target {name_or_index} in Dockerfile")
 
