@@ -147,6 +147,8 @@ def test_a_failing_run_reports_its_code_and_output_tags_nothing_and_leaves_nothi
     ("FROM 127.0.0.1:1/no-such-image-here:1\nRUN true\n", {}, "no-such-image-here"),
     ("FROM busybox\nCOPY --chown=nosuchuser a /a\n", {"a": "a"}, "nosuchuser"),
     ("FROM busybox\nCOPY a b /notadir\n", {"a": "a", "b": "b"}, "must be a directory"),
+    ("FROM busybox\nRUN --mount=type=cache,target=/c true\n", {}, "requires buildkit"),
+    ("FROM busybox\nCOPY --link a /a\n", {"a": "a"}, "requires buildkit"),
 ])
 def test_bad_inputs_fail_clearly_with_the_dockerfile_line(b: PrivateBerthd, tmp_path: Path, dockerfile: str,
                                                           files: dict[str, str], message: str) -> None:

@@ -269,6 +269,9 @@ class Dispatcher:
                                      author=self._st.author)
 
     def _run(self, instr: Instr) -> None:
+        if instr.flags:   # --mount, --network, --security: BuildKit's; dockerd's classic builder refuses them too
+            raise InvalidArgument(f"the --{instr.flags[0][0]} option requires BuildKit, which berth does not "
+                                  f"provide: build without it")
         if self._st.image.id is None:
             raise InvalidArgument("cannot RUN in a stage FROM scratch with no files: there is no shell")
         cmd = self._run_command(instr)
