@@ -10,13 +10,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-from berth.client.hosts import DaemonHost
-from berth.client.transport import EngineClient
 from berth.errors import BerthError, InvalidArgument, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~8 ms to import: only mypy reads it
     from typing import BinaryIO, TextIO
+
+    from berth.client.hosts import DaemonHost
+    from berth.client.transport import EngineClient
 
 
 class UsageError(BerthError):
@@ -41,6 +42,9 @@ class Ctx:
     @property
     def client(self) -> EngineClient:
         if self._client is None:
+            # imported here, not at the top: `berth --version`, --help and usage errors never need the client
+            from berth.client.transport import EngineClient
+
             client = EngineClient(self.host)
             try:
                 client.ping()
