@@ -330,6 +330,24 @@ B
     assert run3.line == 14
 
 
+def test_heredoc_bodies_keep_their_line_endings() -> None:
+    df = parse("FROM busybox\r\nCOPY <<EOF /x\r\na\r\nb\nEOF\r\nRUN <<END\nlast line without newline\nEND")
+    copy, run = df.stages[0].instructions
+    assert copy.heredocs[0].content == "a\r\nb\n"
+    assert run.heredocs[0].content == "last line without newline\n"
+
+
+def test_a_heredoc_delimiter_may_look_like_a_variable() -> None:
+    (doc,) = one("RUN <<$EOF\necho\n$EOF").heredocs
+    assert (doc.name, doc.content) == ("$EOF", "echo\n")
+
+
+def test_lines_over_64_kib_are_refused_like_docker() -> None:
+    parse("FROM busybox\nRUN " + "x" * (64 * 1024 - 5) + "\n")
+    err = error("FROM busybox\nRUN " + "x" * (64 * 1024) + "\n")
+    assert (err.line, err.reason) == (2, "dockerfile line greater than max allowed size of 65535")
+
+
 def test_heredoc_only_for_run_copy_add() -> None:
     df = parse("FROM busybox\nCMD cat <<EOF\nRUN true\n")
     cmd, run = df.stages[0].instructions

@@ -62,7 +62,12 @@ def test_corpus_dockerfile_parses_as_expected(name: str) -> None:
 @pytest.mark.parametrize("name", FILES)
 def test_parsing_is_stable_under_crlf_line_endings(name: str) -> None:
     text = (CORPUS / f"{name}.Dockerfile").read_text()
-    assert _dump(parse(text.replace("\n", "\r\n"))) == _dump(parse(text))
+    crlf = _dump(parse(text.replace("\n", "\r\n")))
+    for stage in crlf["stages"]:
+        for instr in stage["instructions"]:
+            for doc in instr.get("heredocs", ()):
+                doc["content"] = doc["content"].replace("\r\n", "\n")   # heredoc bodies keep their line endings
+    assert crlf == _dump(parse(text))
 
 
 # dockerd 20.10's classic builder predates heredocs, COPY --link/--parents, ADD --checksum and the predefined

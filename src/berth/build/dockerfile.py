@@ -18,8 +18,9 @@ Public API (stable; additions only):
         without the line; berth keeps the line for those too.)
 
     @dataclass(frozen=True) Heredoc(name, content, expand, chomp, fd=0)
-        content: the raw lines, each ending "\\n"; text() is what the file / script receives (leading tabs removed
-        from every line when chomp, `<<-`). expand is False when any part of the delimiter was quoted.
+        content: the raw lines with their line endings as written ("\\n", or "\\r\\n"); text() is what the file /
+        script receives (leading tabs removed from every line when chomp, `<<-`). expand is False when any part
+        of the delimiter was quoted.
 
     @dataclass(frozen=True) Instruction(keyword, args, json_form, flags, heredocs, line, original, end_line,
                                         trigger=None)
@@ -236,14 +237,23 @@ def _is_comment(line: str) -> bool:
     return _lstrip(line.rstrip("\r\n")).startswith("#")
 
 
+_MAX_LINE = 64 * 1024  # bufio.MaxScanTokenSize: Docker refuses longer lines
+
+
 def _scan_lines(text: str) -> list[str]:
-    """bufio.ScanLines: split on \\n, drop one trailing \\r of each line, no empty last line."""
+    """The parser's scanLines: split after each \\n, line endings kept (heredoc bodies keep them), no empty last
+    line; a line over 64 KiB is refused as Docker's scanner refuses it."""
     if text.startswith(_BOM):
         text = text[1:]
     lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    last = lines.pop()
+    out = [line + "\n" for line in lines]
+    if last:
+        out.append(last)
+    for number, line in enumerate(out, 1):
+        if len(line) > _MAX_LINE // 4 and len(line.encode("utf-8", "surrogateescape")) > _MAX_LINE:
+            raise DockerfileError(number, f"dockerfile line greater than max allowed size of {_MAX_LINE - 1}")
+    return out
 
 
 class _Directives:
@@ -710,7 +720,7 @@ def _read_heredocs(node: _Node, lines: list[str], index: int, line_no: int,
             if candidate == doc.name:
                 terminated = True
                 break
-            body.append(raw + "\n")
+            body.append(raw)
         if not terminated:
             raise DockerfileError(start_line, "unterminated heredoc")
         found.append(Heredoc(doc.name, "".join(body), doc.expand, doc.chomp, doc.fd))

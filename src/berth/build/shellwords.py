@@ -432,11 +432,11 @@ def split_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[s
 def heredoc_line_words(line: str) -> list[str]:
     """The words of an instruction line as the parser's heredoc detection sees them.
 
-    ProcessWords with quotes and escapes kept, no variables, the backslash escape whatever the directive
-    says; a line the lexer rejects has no heredocs.
+    ProcessWords with quotes and escapes kept, variables left as written, the backslash escape whatever the
+    directive says; a line the lexer rejects has no heredocs.
     """
     try:
-        return _Lexer(line, {}, "\\", raw_quotes=True, raw_escapes=True).process()[1]
+        return _Lexer(line, {}, "\\", raw_quotes=True, raw_escapes=True, skip_unset=True).process()[1]
     except InvalidArgument:
         return []
 
