@@ -199,6 +199,10 @@ RUN <<EOF
 echo first > /heredoc
 echo second >> /heredoc
 EOF
+RUN <<EOF
+#!/usr/bin/awk -f
+BEGIN {{ print "from awk" > "/awk-out" }}
+EOF
 COPY <<EOT /etc/greeting.txt
 hello from a heredoc
 EOT
@@ -209,6 +213,7 @@ ADD http://127.0.0.1:{port}/remote.txt /downloads/
         assert run(b, "extras:1", "cat", "/heredoc", "/etc/greeting.txt", "/downloads/remote.txt") == \
             "first\nsecond\nhello from a heredoc\nfrom the web\n"
         assert run(b, "extras:1", "stat", "-c", "%a %s", "/a.sh", "/downloads/remote.txt") == "640 5\n600 13\n"
+        assert run(b, "extras:1", "cat", "/awk-out") == "from awk\n"
     finally:
         server.shutdown()
         server.server_close()

@@ -10,6 +10,7 @@ May import: berth.build, berth.images, berth.snapshots, berth.runtime.users, ber
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import tempfile
@@ -303,7 +304,10 @@ class Dispatcher:
         if instr.heredocs:
             words = text.split()
             if len(instr.heredocs) == 1 and len(words) == 1 and words[0].startswith("<<"):
-                return (*shell, instr.heredocs[0].text())   # a bare heredoc is the script itself
+                script = instr.heredocs[0].text()
+                if script.startswith("#!"):    # BuildKit runs a script with a shebang by its interpreter
+                    return (*shell, _shebang_runner(script))
+                return (*shell, script)       # a bare heredoc is the shell script itself
             text = text + "\n" + "".join(f"{h.content}{h.name}\n" for h in instr.heredocs)
         return (*shell, text)
 
@@ -405,6 +409,14 @@ class Dispatcher:
         with self._s.snapshot(image) as (key, mnt):   # a throwaway snapshot: its upper dir stays empty
             yield mnt
         self._s.writer.discard(key)
+
+
+def _shebang_runner(script: str) -> str:
+    """Shell text that writes script to a temporary file, runs it by its #! line, removes it, keeps its status."""
+    end = "BERTH_SCRIPT_" + hashlib.sha256(script.encode()).hexdigest()[:16]
+    body = script if script.endswith("\n") else script + "\n"
+    return (f"f=$(mktemp) && cat > \"$f\" <<'{end}'\n{body}{end}\n"
+            f"chmod 700 \"$f\" && \"$f\"; s=$?; rm -f \"$f\"; exit $s")
 
 
 def _text(instr: Instr) -> str:
