@@ -18,7 +18,6 @@ import base64
 import io
 import json
 import os
-import secrets
 import shutil
 import tarfile
 import tempfile
@@ -230,7 +229,7 @@ def _context_dir(given: str) -> str:
 
 
 def _random_dockerfile_name() -> str:
-    return ".dockerfile." + secrets.token_hex(10)
+    return ".dockerfile." + os.urandom(10).hex()
 
 
 def _pack_directory(context_dir: str, rel_dockerfile: str, dockerfile_text: bytes | None
