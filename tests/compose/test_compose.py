@@ -276,10 +276,15 @@ def test_a_project_with_build_builds_its_image_runs_it_and_removes_it(
     # DOCKER_HOST, not -H; =0 makes it call POST /build itself through docker-py
     env = {"COMPOSE_DOCKER_CLI_BUILD": "0"} if builder == "docker-py" else {"DOCKER_HOST": b.host}
     before = kernel_state(b)
+    images_before = sorted(b.docker("images", "-aq", "--no-trunc").stdout.decode().split())
 
     built = compose(b, directory, name, "build", env=env)
     assert "Step 3/5 : RUN" in built.stdout + built.stderr
     assert f"Successfully tagged {image}" in built.stdout + built.stderr
+    # the build's intermediate images show only with -a, as dockerd's do
+    listed = b.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode().split()
+    assert "<none>:<none>" not in listed and f"{image}" in listed
+    assert len(b.docker("images", "-aq").stdout.split()) == len(images_before) + 4
     inspect = json.loads(b.docker("image", "inspect", image).stdout)[0]
     assert inspect["Config"]["Cmd"] == ["httpd", "-f", "-p", "8080", "-h", "/www"]
 
@@ -295,6 +300,8 @@ def test_a_project_with_build_builds_its_image_runs_it_and_removes_it(
 
     compose(b, directory, name, "down", "-v", "-t", "1", "--rmi", "all", env=env)
     assert b.docker("image", "inspect", image, check=False).returncode != 0
+    # and its removal takes them along (the untagged parents no other image or container holds)
+    assert sorted(b.docker("images", "-aq", "--no-trunc").stdout.decode().split()) == images_before
     assert labelled(b, "containers", name) == [] and labelled(b, "networks", name) == []
     wait_for(lambda: kernel_state(b) == before, "the kernel state of before the project")
     assert refused(port)

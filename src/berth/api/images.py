@@ -45,12 +45,19 @@ async def list_images(request: web.Request) -> web.Response:
     check_filters(given, {"dangling", "label", "reference", "before", "since", "until"})
     views = await blocking(engine.images.list_images)
     by_id = {str(v.record.id): v for v in views}
+    # an untagged image some other image was built on is an intermediate one: shown only with all=1, and never as
+    # dangling (dockerd lists image store heads for dangling=true)
+    parents = {v.record.parent for v in views if v.record.parent is not None}
+    show_all = boolean(request, "all")
 
     def created_of(name: str) -> float:
         return engine.images.resolve(name).added
 
     out = []
     for view in views:
+        intermediate = view.record.id in parents and not view.record.tags and not view.record.repo_digests
+        if intermediate and (not show_all or "dangling" in given):
+            continue
         if "dangling" in given:
             want = given["dangling"][0].lower() in ("true", "1")
             if want != (not view.record.tags):

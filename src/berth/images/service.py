@@ -346,7 +346,26 @@ class ImageService:
         events.append(("Deleted", str(rec.id)))
         if prune:
             events.extend(("Deleted", str(c)) for c in self._remove_unused_layers(rec))
+            events.extend(self._prune_parents(rec.parent))
         self.collect_garbage()
+        return events
+
+    def _prune_parents(self, parent: Digest | None) -> list[tuple[str, str]]:
+        """dockerd's rmi goes on up the untagged images a build left under the removed one, quietly: the first
+        parent that is tagged, has another child or is used by a container ends it."""
+        events: list[tuple[str, str]] = []
+        while parent is not None:
+            rec = self._records.get(parent)
+            if rec is None or rec.tags or rec.repo_digests:
+                break
+            try:
+                self._check_conflicts(rec, soft=True, active_reference=False)
+            except Conflict:
+                break
+            self._records.remove(rec.id)
+            events.append(("Deleted", str(rec.id)))
+            events.extend(("Deleted", str(c)) for c in self._remove_unused_layers(rec))
+            parent = rec.parent
         return events
 
     def _check_conflicts(self, rec: ImageRecord, soft: bool, active_reference: bool) -> None:
