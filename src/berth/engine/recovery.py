@@ -10,7 +10,8 @@ rootfs mount, network namespace, runtime state (and cgroup), monitor socket, sna
 
 A record still `created` whose monitor answers, or that holds a rootfs mount or a network namespace, is a start
 that the kill cut short (the client never heard it succeed): the start is rolled back, so that the container's
-status says what runs and a created container holds nothing.
+status says what runs and a created container holds nothing. An exited one still holding them is an exit whose
+recording was cut short between saving the state and releasing them: they are released.
 
 May import: berth.engine's lower modules (containers, monitors, netns), berth.runtime, berth.snapshots, berth.util,
 berth.errors. Not lifecycle: it calls this.
@@ -65,9 +66,9 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
             _forget(key, snapshots, state_root, netns_of, socket_of)
             notes.append(f"removed the snapshot of container {key[:12]}, whose create a crash interrupted")
     for c in list(store.all()):
-        if c.state.status is not Status.CREATED:
+        if c.state.status not in (Status.CREATED, Status.EXITED, Status.DEAD):
             continue
-        live = monitors.alive(socket_of(c.id))
+        live = c.state.status is Status.CREATED and monitors.alive(socket_of(c.id))
         if live:
             with contextlib.suppress(BerthError, OSError):
                 runtime.delete(c.id, str(state_root), force=True)
@@ -78,8 +79,11 @@ def sweep_incomplete(store: ContainerStore, snapshots: Snapshotter, state_root: 
                 (c.dir / name).unlink(missing_ok=True)
         pinned = netns_of(c.id).exists()
         netns_mod.remove(netns_of(c.id))
-        if _unmount_rootfs(c.dir) or pinned or live:    # a created container holds no mount or namespace
+        released = _unmount_rootfs(c.dir) or pinned     # a container that does not run holds no mount or netns
+        if c.state.status is Status.CREATED and (live or released):
             notes.append(f"rolled back the start of container {c.short_id}, which a crash interrupted")
+        elif released:
+            notes.append(f"released the rootfs and network namespace of stopped container {c.short_id}")
     return notes
 
 
