@@ -20,6 +20,7 @@ from berth.errors import Conflict, NotFound
 from berth.network.model import ContainerNetworking
 from berth.oci.digest import Digest
 from berth.util.atomic import read_json, write_json_atomic
+from berth.util.reserve import with_reserve
 
 
 class Status(StrEnum):
@@ -241,7 +242,8 @@ class ContainerStore:
     def save_state(self, container: Container, state: ContainerState, durable: bool = True) -> Container:
         """durable=False (still atomic) for what only describes a container's processes (running, exited, health):
         a power loss ends those processes anyway, and berthd's next start reconciles the record."""
-        write_json_atomic(container.dir / "state.json", state.to_json(), durable=durable)
+        with_reserve(container.dir, lambda: write_json_atomic(container.dir / "state.json", state.to_json(),
+                                                              durable=durable))
         return replace(container, state=state)
 
     def save_config(self, container: Container, config: ContainerConfig) -> Container:

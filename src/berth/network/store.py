@@ -19,6 +19,7 @@ from pathlib import Path
 from berth.network.model import Network
 from berth.util.atomic import read_json, write_json_atomic
 from berth.util.locks import file_lock
+from berth.util.reserve import with_reserve
 
 log = logging.getLogger("berthd")
 
@@ -57,7 +58,8 @@ class NetworkStore:
         """durable=False for endpoint changes: they matter only while the containers run, and a crash that loses
         the page cache (a power loss) takes the containers with it. Still atomic: a berthd kill -9 loses nothing."""
         with self._lock:
-            write_json_atomic(self.root / f"{net.id}.json", net.to_json(), mode=0o600, durable=durable)
+            with_reserve(self.root, lambda: write_json_atomic(self.root / f"{net.id}.json", net.to_json(), mode=0o600,
+                                                              durable=durable))
             self._nets[net.id] = net
 
     def delete(self, network_id: str) -> None:
