@@ -372,3 +372,48 @@ services:
     compose(b, directory, name, "down", "-v", "-t", "0")
     assert labelled(b, "containers", name) == []
     assert b.docker("volume", "ls", "-q").stdout == b""       # web's anonymous volume went with it
+
+
+def test_a_version_1_file_links_containers_on_the_default_bridge(b: PrivateBerthd, project: tuple[Path, str]) -> None:
+    """A compose file without `version:` speaks API 1.21 and puts its services on the default bridge, where `links:`
+    are legacy links: HostConfig.Links, written into /etc/hosts as dockerd writes them."""
+    directory, name = project
+    port = free_port()
+    (directory / "docker-compose.yml").write_text(f"""\
+web:
+  image: busybox:latest
+  command: ["sh", "-c", "mkdir -p /www; echo version one > /www/index.html; exec httpd -f -p 8080 -h /www"]
+  ports: ["127.0.0.1:{port}:8080"]
+client:
+  image: busybox:latest
+  command: ["sleep", "300"]
+  links: ["web"]
+""")
+    before = kernel_state(b)
+    compose(b, directory, name, "up", "-d")
+    assert fetch(port) == "version one\n"
+    web = json.loads(b.docker("inspect", f"{name}_web_1").stdout)[0]
+    client = json.loads(b.docker("inspect", f"{name}_client_1").stdout)[0]
+    assert client["HostConfig"]["NetworkMode"] == "default"
+    assert f"/{name}_web_1:/{name}_client_1/web" in client["HostConfig"]["Links"]
+    ip = web["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    hosts = compose(b, directory, name, "exec", "-T", "client", "cat", "/etc/hosts").stdout
+    assert f"{ip}\tweb {web['Config']['Hostname']} {name}_web_1\n" in hosts
+    got = compose(b, directory, name, "exec", "-T", "client", "wget", "-qO-", "http://web:8080/").stdout
+    assert got == "version one\n"
+    compose(b, directory, name, "down", "-t", "0")
+    wait_for(lambda: kernel_state(b) == before, "the kernel state of before the project")
+
+
+def test_a_link_to_a_container_that_does_not_run_fails_the_start_and_leaves_nothing(b: PrivateBerthd) -> None:
+    before = kernel_state(b)
+    b.docker("create", "--name", "stopped-target", "busybox:latest", "true")
+    try:
+        for target in ("nosuch", "stopped-target"):
+            failed = b.docker("run", "--rm", "--link", f"{target}:x", "busybox:latest", "true", check=False)
+            assert failed.returncode == 125
+            assert f"Cannot link to a non running container: /{target} AS /" in failed.stderr.decode()
+    finally:
+        b.docker("rm", "-f", "stopped-target")
+    assert b.docker("ps", "-aq").stdout == b""
+    wait_for(lambda: kernel_state(b) == before, "the kernel state of before")

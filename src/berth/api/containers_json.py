@@ -147,7 +147,8 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ConsoleSize": list(cfg.console_size), "CapAdd": list(cfg.cap_add) or None, "CapDrop": list(cfg.cap_drop) or None,
         "CgroupnsMode": "host", "Dns": given.get("Dns") or [], "DnsOptions": given.get("DnsOptions") or [],
         "DnsSearch": given.get("DnsSearch") or [], "ExtraHosts": given.get("ExtraHosts"),
-        "GroupAdd": list(cfg.group_add) or None, "IpcMode": "private", "Cgroup": "", "Links": None,
+        "GroupAdd": list(cfg.group_add) or None, "IpcMode": "private", "Cgroup": "",
+        "Links": [f"/{k.name}:/{c.name}/{k.alias}" for k in cfg.networking.links] or None,
         "OomScoreAdj": cfg.oom_score_adj, "PidMode": "", "Privileged": cfg.privileged, "PublishAllPorts": bool(
             given.get("PublishAllPorts")), "ReadonlyRootfs": cfg.readonly_rootfs,
         "SecurityOpt": list(cfg.security_opt) or None, "UTSMode": "", "UsernsMode": "", "ShmSize": cfg.shm_size,

@@ -70,7 +70,7 @@ def parse_networking(body: Mapping[str, Any], host: Mapping[str, Any]) -> Contai
         dns=_strings(host.get("Dns"), "Dns"), dns_search=_strings(host.get("DnsSearch"), "DnsSearch"),
         dns_options=_strings(host.get("DnsOptions"), "DnsOptions"),
         extra_hosts=_strings(host.get("ExtraHosts"), "ExtraHosts"), mac_address=parse_mac(mac) if mac else "",
-        endpoints=endpoints)
+        endpoints=endpoints, links=_links(host.get("Links")))
 
 
 def _links(value: Any) -> tuple[Link, ...]:

@@ -362,13 +362,14 @@ class NetworkService:
                 raise InvalidArgument(f"no configured subnet or ip-range contain the IP address {req.ipv4}")
 
     def forget(self, container_id: str) -> None:
-        """At remove: no longer a member of anything."""
+        """At remove: no longer a member of anything. Not fsynced: a member whose container is gone is dropped by
+        reconcile() at the next start anyway."""
         with self.store.locked():
             for net in self.store.all():
                 if container_id in net.members:
                     members = dict(net.members)
                     members.pop(container_id)
-                    self.store.save(replace(net, members=members))
+                    self.store.save(replace(net, members=members), durable=False)
 
     def rename(self, container_id: str, name: str) -> None:
         with self.store.locked():
@@ -426,10 +427,29 @@ class NetworkService:
         else:
             self._joined(c.id, "none")
         extra = [etc.parse_extra_host(h, str(self.options.bip.ip)) for h in c.networking.extra_hosts]
+        if kind == "bridge":
+            extra += self._legacy_links(c)
         self._write_etc(c, etc.hosts(entries[:1] if entries else [], extra),
                         etc.resolv_conf(host_text, c.networking.dns, c.networking.dns_search,
                                         c.networking.dns_options, embedded))
         return path
+
+    def _legacy_links(self, c: ContainerView) -> list[tuple[str, str]]:
+        """HostConfig.Links on the default bridge (compose's version 1 files, `docker run --link`): a hosts line
+        per link, "alias hostname name" as dockerd writes it. The linked container must be running there."""
+        members = self.get("bridge").members
+        out = []
+        for link in c.networking.links:
+            found = next(((cid, m) for cid, m in members.items() if link.name in (m.name, cid) or
+                          (len(link.name) >= 12 and cid.startswith(link.name))), None)
+            if found is None or found[1].endpoint is None:
+                raise Conflict(f"Cannot link to a non running container: /{link.name} AS /{c.name}/{link.alias}")
+            cid, target = found
+            assert target.endpoint is not None
+            hostname = _read(str(c.dir.parent / cid / "hostname")).strip()   # a sibling record, as for container:
+            names = [link.alias, hostname, *([target.name] if link.alias != target.name else [])]
+            out.append((" ".join(n for n in names if n), str(target.endpoint.ip)))
+        return out
 
     def _in_start_order(self, c: ContainerView) -> list[Attachment]:
         """The network of --network first (it gets eth0, the default route and the published ports)."""

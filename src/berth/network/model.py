@@ -253,12 +253,14 @@ class ContainerNetworking:
     extra_hosts: tuple[str, ...] = ()         # "name:ip" as Docker keeps them; ip may be "host-gateway"
     mac_address: str = ""
     endpoints: Mapping[str, EndpointRequest] = field(default_factory=dict)   # by network name or id
+    links: tuple[Link, ...] = ()              # HostConfig.Links: legacy links, on the default bridge only
 
     def to_json(self) -> dict[str, Any]:
         return {"port_bindings": [p.to_json() for p in self.port_bindings], "publish_all": self.publish_all,
                 "dns": list(self.dns), "dns_search": list(self.dns_search), "dns_options": list(self.dns_options),
                 "extra_hosts": list(self.extra_hosts), "mac_address": self.mac_address,
-                "endpoints": {k: e.to_json() for k, e in self.endpoints.items()}}
+                "endpoints": {k: e.to_json() for k, e in self.endpoints.items()},
+                **({"links": [[k.name, k.alias] for k in self.links]} if self.links else {})}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ContainerNetworking:
@@ -266,4 +268,5 @@ class ContainerNetworking:
                    bool(raw.get("publish_all")), tuple(raw.get("dns") or ()), tuple(raw.get("dns_search") or ()),
                    tuple(raw.get("dns_options") or ()), tuple(raw.get("extra_hosts") or ()),
                    str(raw.get("mac_address", "")),
-                   {k: EndpointRequest.from_json(e) for k, e in (raw.get("endpoints") or {}).items()})
+                   {k: EndpointRequest.from_json(e) for k, e in (raw.get("endpoints") or {}).items()},
+                   tuple(Link(str(n), str(a)) for n, a in raw.get("links") or ()))
