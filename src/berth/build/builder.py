@@ -16,7 +16,6 @@ berth.util, berth.errors. Never the engine (StepRunner is the seam).
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 
 from berth.build.cache import BuildCache, cache_key
 from berth.build.commit import ImageWriter, StepImage, scratch
+from berth.build.context import Tree
 from berth.build.executor import BaseImages, BuildCancelled, RunStep, StepFailed, StepRunner
 from berth.build.instructions import Dispatcher, StageState
 from berth.build.intake import Context
@@ -139,14 +139,11 @@ def _read_dockerfile(context: Context, name: str) -> str:
     if not parts or ".." in parts:
         raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}")
     path = context.root.joinpath(*parts)
-    context.materialize([path])
-    # the context directory is ours and its symlinks may point anywhere: never follow one for the Dockerfile
+    # read from the context's index, never materialized; a symlink is not followed for the Dockerfile
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        data = context.read_bytes(path, 16 << 20)
     except OSError:
         raise NotFound(f"Cannot locate specified Dockerfile: {name}") from None
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(16 << 20)
     return data.decode("utf-8", "replace")
 
 
@@ -165,6 +162,11 @@ class _Session:
         self.step = 0
 
     def run(self) -> StepImage:
+        if self.plan.warnings:   # dockerd writes the parser's warnings to the build's stderr: red stream text
+            self.emit({"stream": "\x1b[91m" + "\n".join(self.plan.warnings) + "\n\x1b[0m"})
+        for instr in self.plan.global_args:   # steps of their own, with no ' ---> ' line after them
+            self.step += 1
+            self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {instr.original}\n"})
         image: StepImage | None = None
         for stage in self.plan.stages:
             image = self._stage(stage)
@@ -246,6 +248,10 @@ class _Session:
 
     def digest_of(self, path: Path) -> str | None:
         return self.received.digest_of(path)
+
+    @property
+    def tree(self) -> Tree:
+        return self.received
 
     def external_image(self, name: str) -> StepImage:
         """COPY --from=<image>: a local image, pulled when missing."""

@@ -5,7 +5,10 @@ never its mtime (so touching a file, or a fresh checkout, does not break the cac
 (COPY gives files root's or --chown's owner anyway). Docker's history texts show it as `file:<hex>` for one
 file, `dir:<hex>` for one directory and `multi:<hex>` for several sources.
 
-May import: berth.errors.
+The files are seen through a Tree (berth.build.context): the received context's index, which knows every file's
+sha256 from the stream (digest_of), or the host's filesystem.
+
+May import: berth.build.context, berth.errors.
 """
 
 from __future__ import annotations
@@ -17,32 +20,36 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from berth.build.context import OS_TREE, Tree
+
 _CHUNK = 1 << 20
 _PARALLEL_ABOVE = 8 << 20
 
 
-def walk_entries(top: Path) -> Iterator[tuple[str, os.stat_result]]:
+def walk_entries(top: Path, tree: Tree = OS_TREE) -> Iterator[tuple[str, os.stat_result]]:
     """(relative path, lstat) of top (as '.') and everything below it, in a fixed order, never following links."""
-    st = os.lstat(top)
+    st = tree.lstat(top)
     yield ".", st
     if not stat.S_ISDIR(st.st_mode):
         return
     stack = [""]
     while stack:
         rel = stack.pop()
-        for name in sorted(os.listdir(top / rel if rel else top)):
+        for name in sorted(tree.listdir(top / rel if rel else top)):
             child = f"{rel}/{name}" if rel else name
-            cst = os.lstat(top / child)
+            cst = tree.lstat(top / child)
             yield child, cst
             if stat.S_ISDIR(cst.st_mode):
                 stack.append(child)
 
 
-def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | None] = lambda _: None) -> str:
+def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | None] = lambda _: None,
+                    tree: Tree = OS_TREE) -> str:
     """`file:<hex>`, `dir:<hex>` or `multi:<hex>` of the given paths. digest_of may know a file's sha256 already;
     other files are read, big ones on several threads (hashlib releases the GIL while it hashes)."""
-    walked = [[(rel, st, src / rel if rel != "." else src) for rel, st in walk_entries(src)] for src in sources]
+    walked = [[(rel, st, src / rel if rel != "." else src) for rel, st in walk_entries(src, tree)] for src in sources]
     regular = [path for entries in walked for _, st, path in entries if stat.S_ISREG(st.st_mode)]
+    sizes = {path: st.st_size for entries in walked for _, st, path in entries if stat.S_ISREG(st.st_mode)}
     contents: dict[Path, bytes] = {}
     unknown = []
     for path in regular:
@@ -51,7 +58,7 @@ def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | N
             contents[path] = bytes.fromhex(known)
         else:
             unknown.append(path)
-    size = sum(os.lstat(p).st_size for p in unknown)
+    size = sum(sizes[p] for p in unknown)
     if size > _PARALLEL_ABOVE and len(unknown) > 1:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             contents.update(zip(unknown, pool.map(_file_digest, unknown), strict=True))
@@ -63,7 +70,7 @@ def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | N
         h = hashlib.sha256()
         for rel, st, path in entries:
             kind = stat.S_IFMT(st.st_mode)
-            link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            link = tree.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
             h.update(f"{rel}\0{kind}\0{stat.S_IMODE(st.st_mode):o}\0{link}\0".encode("utf-8", "surrogateescape"))
             if stat.S_ISREG(st.st_mode):
                 h.update(contents[path])
@@ -71,7 +78,7 @@ def source_checksum(sources: Sequence[Path], digest_of: Callable[[Path], str | N
         total.update(h.digest())
         single = h.hexdigest()
     if len(sources) == 1:
-        kind_name = "dir" if stat.S_ISDIR(os.lstat(sources[0]).st_mode) else "file"
+        kind_name = "dir" if stat.S_ISDIR(tree.lstat(sources[0]).st_mode) else "file"
         return f"{kind_name}:{single}"
     return f"multi:{total.hexdigest()}"
 

@@ -17,21 +17,24 @@ Client side (the CLI's hot path; stdlib only, nothing heavy at import):
     context_tar_stream(directory, dockerfile, ignore, extra_files=()) -> Iterator[bytes]
         The same tar as chunks made while the consumer sends them (a request body): nothing is staged on disk.
 
-Builder side (pure functions over an extracted context directory):
+Builder side (functions over a context tree: an extracted directory, read through os, or any `Tree` such as the
+received context's index, whose paths lie under the same root):
 
+    Tree: Protocol of lstat(path) -> os.stat_result, listdir(path) -> list[str], readlink(path) -> str.
+    OS_TREE: the host's filesystem as a Tree. Every function below takes `tree=OS_TREE`.
     scoped_path(root: Path, path: str) -> Path
         Docker's FollowSymlinkInScope: `path` (relative, or absolute meaning relative to root) resolved with every
         symlink evaluated as if root were '/': the result is always inside root. Raises UnsafePath when `path`
         itself climbs out of root with '..' ("forbidden path outside the build context").
-    resolve_sources(context_root: Path, patterns: list[str]) -> list[Path]
+    resolve_source_entries(context_root: Path, patterns: list[str]) -> list[SourceEntry]
         COPY/ADD sources as the classic builder finds them: a leading '/' and './' dropped; with wildcards
         (Go filepath.Match: '*', '?', '[...]') every path of the context (walked without following links) that
         matches, in walk order; without, the path itself. Each result is scoped_path()'d, so it is inside the
         root and is never a symlink leading out of it. Raises UnsafePath for '..' escapes, NotFound for a missing
         file ("file not found in build context or excluded by .dockerignore: stat x: file does not exist")
-        and when nothing at all matches ("no source files were specified").
-    resolve_source_entries(context_root, patterns) -> list[SourceEntry]
-        The same with the name each source had in the context (`SourceEntry.name`, relative, '/'-separated):
+        and when nothing at all matches ("no source files were specified"). The builder's one implementation
+        of this rule (COPY, ADD and their cache checksums). Each entry keeps the name it had in the context
+        (`SourceEntry.name`, relative, '/'-separated) beside its resolved `path`:
         Docker names a copied file after that name, not after a symlink's target.
 
 May import: berth.errors, berth.build.dockerignore.
@@ -47,7 +50,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from berth.build.dockerignore import Matcher, ParentInfo, Pattern, go_clean, go_match
 from berth.errors import InvalidArgument, NotFound, UnsafePath
@@ -56,17 +59,41 @@ _MAX_LINKS = 255
 _CHUNK = 256 * 1024
 
 
-def _walk(root: str, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
+class Tree(Protocol):
+    """A read-only view of a directory tree (paths are the host's; a view may answer for some of them)."""
+
+    def lstat(self, path: str | Path) -> os.stat_result: ...
+    def listdir(self, path: str | Path) -> list[str]: ...
+    def readlink(self, path: str | Path) -> str: ...
+
+
+class _OsTree:
+    """The host's filesystem."""
+
+    def lstat(self, path: str | Path) -> os.stat_result:
+        return os.lstat(path)
+
+    def listdir(self, path: str | Path) -> list[str]:
+        return os.listdir(path)
+
+    def readlink(self, path: str | Path) -> str:
+        return os.readlink(path)
+
+
+OS_TREE: Tree = _OsTree()
+
+
+def _walk(root: str, rel: str = "", tree: Tree = OS_TREE) -> Iterator[tuple[str, os.stat_result]]:
     """(relative path, lstat) of everything under root, in Go's filepath.Walk order (names sorted bytewise)."""
     base = os.path.join(root, rel) if rel else root
     try:
-        names = sorted(os.listdir(base), key=os.fsencode)
+        names = sorted(tree.listdir(base), key=os.fsencode)
     except OSError as exc:
         raise InvalidArgument(f"error checking context: can't read directory {rel or '.'}: {exc.strerror}") from exc
     for name in names:
         child = f"{rel}/{name}" if rel else name
         try:
-            st = os.lstat(os.path.join(root, child))
+            st = tree.lstat(os.path.join(root, child))
         except FileNotFoundError:
             continue  # vanished while we walked
         yield child, st
@@ -210,7 +237,7 @@ def _add_entry(writer: _Writer, full: str, name: str, st: os.stat_result) -> Ite
 
 # --- builder side -------------------------------------------------------------------------------------------------
 
-def scoped_path(root: Path, path: str) -> Path:
+def scoped_path(root: Path, path: str, tree: Tree = OS_TREE) -> Path:
     """Resolves path inside root, evaluating symlinks as if root were '/' (Docker's FollowSymlinkInScope)."""
     base = go_clean(os.fspath(root))
     joined = go_clean(base + "/" + path)
@@ -231,7 +258,7 @@ def scoped_path(root: Path, path: str) -> Path:
             continue
         candidate = base.rstrip("/") + "/" + "/".join([*done, part])
         try:
-            st = os.lstat(candidate)
+            st = tree.lstat(candidate)
         except FileNotFoundError:
             done.append(part)
             continue
@@ -244,7 +271,7 @@ def scoped_path(root: Path, path: str) -> Path:
         links += 1
         if links > _MAX_LINKS:
             raise UnsafePath(f"too many links in {path}")
-        target = os.readlink(candidate)
+        target = tree.readlink(candidate)
         if target.startswith("/"):
             done = []
         more = [p for p in target.split("/") if p]
@@ -279,36 +306,36 @@ def _strip_source(pattern: str) -> str:
     return pattern
 
 
-def _entry(root: Path, name: str) -> SourceEntry:
-    full = scoped_path(root, name)
-    if not full.exists():
+def _entry(root: Path, name: str, tree: Tree) -> SourceEntry:
+    full = scoped_path(root, name, tree)
+    try:
+        st = tree.lstat(full)
+    except OSError:
+        st = None
+    if st is None or stat.S_ISLNK(st.st_mode):   # scoped_path resolved every link: one left here dangles
         raise NotFound(f"file not found in build context or excluded by .dockerignore: stat {name}: "
                        "file does not exist")
     return SourceEntry(name, full)
 
 
-def _walk_all(root: str, rel: str = "") -> Iterator[tuple[str, bool]]:
-    for child, st in _walk(root, rel):
+def _walk_all(root: str, rel: str = "", tree: Tree = OS_TREE) -> Iterator[tuple[str, bool]]:
+    for child, st in _walk(root, rel, tree):
         is_dir = stat.S_ISDIR(st.st_mode)
         yield child, is_dir
         if is_dir:
-            yield from _walk_all(root, child)
+            yield from _walk_all(root, child, tree)
 
 
-def resolve_source_entries(context_root: Path, patterns: list[str]) -> list[SourceEntry]:
+def resolve_source_entries(context_root: Path, patterns: list[str], tree: Tree = OS_TREE) -> list[SourceEntry]:
     entries: list[SourceEntry] = []
     for raw in patterns:
         pattern = _strip_source(raw)
         if contains_wildcards(pattern):
-            for rel, _ in _walk_all(os.fspath(context_root)):
+            for rel, _ in _walk_all(os.fspath(context_root), tree=tree):
                 if go_match(pattern, rel):
-                    entries.append(_entry(context_root, rel))
+                    entries.append(_entry(context_root, rel, tree))
         else:
-            entries.append(_entry(context_root, pattern))
+            entries.append(_entry(context_root, pattern, tree))
     if not entries:
         raise NotFound("no source files were specified")
     return entries
-
-
-def resolve_sources(context_root: Path, patterns: list[str]) -> list[Path]:
-    return [entry.path for entry in resolve_source_entries(context_root, patterns)]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from berth.build import shellwords
 from berth.build.checksum import source_checksum
 from berth.build.commit import ImageWriter, StepImage
-from berth.build.context import resolve_source_entries
+from berth.build.context import OS_TREE, Tree, resolve_source_entries
 from berth.build.copy import ROOT, RootWriter, lookup_owner, parse_chmod
 from berth.build.executor import StepFailed
 from berth.build.fetch import fetch_url, is_archive, unpack_archive
@@ -67,6 +67,8 @@ class Steps(Protocol):
     def external_image(self, name: str) -> StepImage: ...
     def materialize(self, paths: Sequence[Path]) -> None: ...
     def digest_of(self, path: Path) -> str | None: ...
+    @property
+    def tree(self) -> Tree: ...
 
 
 @dataclass(slots=True)
@@ -175,7 +177,9 @@ class Dispatcher:
         self._meta("USER " + user, replace(self._st.config, user=user))
 
     def _expose(self, instr: Instr) -> None:
-        words = [w for w in (self._expand(a) for a in instr.args) if w]
+        # the one instruction whose words split after expansion (EXPOSE $PORTS with PORTS="80 443": two ports)
+        env = self._vars()
+        words = [w for a in instr.args for w in shellwords.split_words(a, env, self._st.escape) if w]
         if not words:
             raise InvalidArgument("EXPOSE requires at least one argument")
         ports = set(self._st.config.exposed_ports)
@@ -343,6 +347,7 @@ class Dispatcher:
         with contextlib.ExitStack() as stack:
             from_ref = flags.get("from")
             src_root = stack.enter_context(self._image_view(from_ref)) if from_ref else self._s.context
+            tree = OS_TREE if from_ref else self._s.tree   # the context's index answers for paths under its root
             sources: list[Path] = []
             names: list[str] = []
             urls: list[str] = []
@@ -360,7 +365,7 @@ class Dispatcher:
                 elif add and pattern.startswith(("http://", "https://")):
                     urls.append(pattern)
                 else:
-                    for entry in resolve_source_entries(src_root, [pattern]):
+                    for entry in resolve_source_entries(src_root, [pattern], tree):
                         sources.append(entry.path)
                         names.append(posixpath.basename(entry.name.rstrip("/")) or entry.path.name)
             for url in urls:
@@ -370,7 +375,7 @@ class Dispatcher:
             if len(sources) > 1 and not dest_path.endswith("/"):
                 raise InvalidArgument(f"When using {word} with more than one source file, the destination must be "
                                       f"a directory and end with a /")
-            checksum = source_checksum(sources, self._s.digest_of)
+            checksum = source_checksum(sources, self._s.digest_of, tree)
             # dockerd 20.10's text: the --chown value runs into the checksum, dest as written
             chown_text = f"--chown={flags['chown']}" if flags.get("chown") else ""
             created_by = f"{' '.join(self._st.config.shell or DEFAULT_SHELL)} #(nop) {word} {chown_text}{checksum} " \
@@ -425,6 +430,8 @@ def _text(instr: Instr) -> str:
 
 def _with_line(exc: BerthError, instr: Instr) -> BerthError:
     if isinstance(exc, StepFailed) or "Dockerfile line" in str(exc):
+        return exc
+    if str(exc).startswith(shellwords.EXPANSION_FAILED):   # dockerd's words exactly: its Step line names the step
         return exc
     text = str(exc)
     prefix = "" if text.startswith(instr.keyword) else f"{instr.keyword} failed: "
