@@ -417,3 +417,36 @@ def test_a_link_to_a_container_that_does_not_run_fails_the_start_and_leaves_noth
         b.docker("rm", "-f", "stopped-target")
     assert b.docker("ps", "-aq").stdout == b""
     wait_for(lambda: kernel_state(b) == before, "the kernel state of before")
+
+
+def test_pid_and_ipc_of_another_service_and_of_the_host(b: PrivateBerthd, project: tuple[Path, str]) -> None:
+    directory, name = project
+    (directory / "docker-compose.yml").write_text("""\
+version: "2.4"
+services:
+  main:
+    image: busybox:latest
+    command: ["sleep", "300"]
+    ipc: shareable
+  helper:
+    image: busybox:latest
+    command: ["sleep", "300"]
+    pid: "service:main"
+    ipc: "service:main"
+  hostpid:
+    image: busybox:latest
+    command: ["sleep", "300"]
+    pid: host
+""")
+    compose(b, directory, name, "up", "-d")
+
+    def sh(service: str, script: str) -> str:
+        return compose(b, directory, name, "exec", "-T", service, "sh", "-c", script).stdout
+
+    main_pid = json.loads(b.docker("inspect", f"{name}_main_1").stdout)[0]["State"]["Pid"]
+    namespaces = "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc"
+    assert sh("helper", namespaces).splitlines() == [os.readlink(f"/proc/{main_pid}/ns/{kind}")
+                                                     for kind in ("pid", "ipc")]
+    assert sh("main", namespaces) != sh("hostpid", namespaces)
+    assert sh("hostpid", "readlink /proc/self/ns/pid").strip() == os.readlink("/proc/self/ns/pid")
+    compose(b, directory, name, "down", "-t", "0")

@@ -10,6 +10,7 @@ from berth.api import mounts_json
 from berth.api.health_json import health_json, status_suffix
 from berth.api.images_json import container_config
 from berth.api.networks import parse_networking
+from berth.engine import nsmodes
 from berth.engine.containers import Container, ContainerConfig, RestartPolicy, Status, Ulimit
 from berth.errors import InvalidArgument
 from berth.oci.config import rfc3339_to_unix
@@ -90,6 +91,9 @@ def parse_create(body: Mapping[str, Any]) -> ContainerConfig:
         cap_drop=tuple(host.get("CapDrop") or ()), security_opt=tuple(host.get("SecurityOpt") or ()),
         group_add=tuple(str(g) for g in host.get("GroupAdd") or ()), shm_size=_int(host, "ShmSize") or 64 << 20,
         init=bool(host.get("Init")), sysctls=dict(host.get("Sysctls") or {}),
+        pid_mode=nsmodes.parse_mode("PidMode", host.get("PidMode")),
+        ipc_mode=nsmodes.parse_mode("IpcMode", host.get("IpcMode")),
+        uts_mode=nsmodes.parse_mode("UTSMode", host.get("UTSMode")),
         log_max_size=_size(str(log_opts.get("max-size") or "0")), log_max_file=int(log_opts.get("max-file") or 1),
         runtime=str(host.get("Runtime") or "berth"), console_size=(int(console[0] or 0), int(console[1] or 0)),
         extra={"HostConfig": dict(host)}, networking=parse_networking(body, host),
@@ -147,11 +151,11 @@ def _host_config(c: Container) -> dict[str, Any]:
         "ConsoleSize": list(cfg.console_size), "CapAdd": list(cfg.cap_add) or None, "CapDrop": list(cfg.cap_drop) or None,
         "CgroupnsMode": "host", "Dns": given.get("Dns") or [], "DnsOptions": given.get("DnsOptions") or [],
         "DnsSearch": given.get("DnsSearch") or [], "ExtraHosts": given.get("ExtraHosts"),
-        "GroupAdd": list(cfg.group_add) or None, "IpcMode": "private", "Cgroup": "",
+        "GroupAdd": list(cfg.group_add) or None, "IpcMode": cfg.ipc_mode or "private", "Cgroup": "",
         "Links": [f"/{k.name}:/{c.name}/{k.alias}" for k in cfg.networking.links] or None,
-        "OomScoreAdj": cfg.oom_score_adj, "PidMode": "", "Privileged": cfg.privileged, "PublishAllPorts": bool(
+        "OomScoreAdj": cfg.oom_score_adj, "PidMode": cfg.pid_mode, "Privileged": cfg.privileged, "PublishAllPorts": bool(
             given.get("PublishAllPorts")), "ReadonlyRootfs": cfg.readonly_rootfs,
-        "SecurityOpt": list(cfg.security_opt) or None, "UTSMode": "", "UsernsMode": "", "ShmSize": cfg.shm_size,
+        "SecurityOpt": list(cfg.security_opt) or None, "UTSMode": cfg.uts_mode, "UsernsMode": "", "ShmSize": cfg.shm_size,
         "Runtime": cfg.runtime, "Isolation": "", "CpuShares": cfg.cpu_shares, "Memory": cfg.memory,
         "NanoCpus": cfg.nano_cpus, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
         "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],

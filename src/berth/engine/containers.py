@@ -113,6 +113,9 @@ class ContainerConfig:
     shm_size: int = 64 * 1024 * 1024
     init: bool = False
     sysctls: Mapping[str, str] = field(default_factory=dict)
+    pid_mode: str = ""                # "", host, container:<ref> (berth.engine.nsmodes)
+    ipc_mode: str = ""                # "", private, shareable, none, host, container:<ref>
+    uts_mode: str = ""                # "", host
     log_max_size: int = 0
     log_max_file: int = 1
     runtime: str = "berth"

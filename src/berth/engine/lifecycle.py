@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import monitors, recovery, volumeuse
+from berth.engine import monitors, nsmodes, recovery, volumeuse
 from berth.engine import netns as netns_mod
 from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
 from berth.engine.events import EventService, rfc3339_to_ns
@@ -212,8 +212,8 @@ class ContainerService:
         return c
 
     def _write_etc(self, c: Container) -> None:
-        write_atomic(c.dir / "hostname", (c.config.hostname + "\n").encode())
-        # not fsynced: every start writes these two again (the network service's setup)
+        # not fsynced: every start writes them again (_launch; hosts and resolv.conf through the network service)
+        write_atomic(c.dir / "hostname", (c.config.hostname + "\n").encode(), durable=False)
         write_atomic(c.dir / "hosts", HOSTS.encode(), durable=False)
         write_atomic(c.dir / "resolv.conf", _resolv_conf().encode(), durable=False)
 
@@ -280,8 +280,10 @@ class ContainerService:
                 netns_mod.create(pinned)
                 undo.callback(netns_mod.remove, pinned)
                 netns = str(pinned)
+            write_atomic(c.dir / "hostname", (c.config.hostname + "\n").encode(), durable=False)
             spec = build_spec(c.config, c.id, user, SpecPaths(str(c.dir / "hostname"), str(c.dir / "hosts"),
                                                                str(c.dir / "resolv.conf")), netns)
+            spec = nsmodes.apply(spec, c.config, self.get)      # --pid, --ipc, --uts host|container:
             write_json_atomic(bundle / "config.json", spec, durable=False)   # rewritten at every start
             for stale in ("exit.json", "started.json"):
                 (c.dir / stale).unlink(missing_ok=True)
@@ -514,13 +516,15 @@ class ContainerService:
                 return
             if c.state.status not in (Status.RUNNING, Status.PAUSED):
                 return
-            c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
-        if c.state.status is Status.PAUSED:
+            # The signal, then the record, both under the lock: the exit the signal causes is recorded only after
+            # this (and sees stopped_by_user), and the record's fsync overlaps the container's way out.
+            self.events.container(c, "kill", {"signal": str(first)})
+            if c.state.status is Status.PAUSED:
+                with contextlib.suppress(BerthError, OSError):
+                    runtime.resume(c.id, str(self._state_root))
             with contextlib.suppress(BerthError, OSError):
-                runtime.resume(c.id, str(self._state_root))
-        self.events.container(c, "kill", {"signal": str(first)})
-        with contextlib.suppress(BerthError, OSError):
-            runtime.kill(c.id, str(self._state_root), first)
+                runtime.kill(c.id, str(self._state_root), first)
+            c = self.store.save_state(c, replace(c.state, stopped_by_user=True))
         if grace < 0:
             return
         if not self._wait_stopped(c.id, grace):
