@@ -160,11 +160,20 @@ def test_the_plan_counts_steps_and_expands_from_with_global_args() -> None:
     plan = plan_build(text, "", {"TAG": "2"})
     assert [s.base for s in plan.stages] == ["busybox:2", "a", "busybox"]
     assert [s.base_is_stage for s in plan.stages] == [False, True, False]
-    assert plan.total_steps == 5
+    assert plan.total_steps == 6   # dockerd counts (and prints) the global ARG as a step
+    assert [i.original for i in plan.global_args] == ["ARG TAG=1"] and plan.warnings == ()
     target = plan_build(text, "a", {})
-    assert len(target.stages) == 1 and target.total_steps == 2 and target.stages[0].base == "busybox:1"
+    assert len(target.stages) == 1 and target.total_steps == 3 and target.stages[0].base == "busybox:1"
     with pytest.raises(InvalidArgument, match="failed to reach build target"):
         plan_build(text, "nope", {})
+    with pytest.raises(InvalidArgument, match="failed to reach build target 0 in Dockerfile"):
+        plan_build(text, "0", {})   # --target takes stage names only, as in Docker
+
+
+def test_the_plan_carries_the_parsers_warnings() -> None:
+    plan = plan_build("FROM busybox\nRUN a \\\n\n  b\n", "", {})
+    assert plan.total_steps == 2
+    assert plan.warnings and plan.warnings[0].startswith("[WARNING]: Empty continuation line found in:")
 
 
 def test_the_cache_index_is_on_disk_and_ignores_removed_images(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.build.context import context_tar, resolve_source_entries, resolve_sources, scoped_path
+from berth.build.context import context_tar, resolve_source_entries, scoped_path
 from berth.build.dockerignore import Matcher, parse_dockerignore
 from berth.errors import InvalidArgument, NotFound, UnsafePath
 
@@ -161,15 +161,19 @@ def test_scoped_path_stops_symlink_loops(ctx: Path) -> None:
         scoped_path(ctx, "loop1")
 
 
+def _paths(ctx: Path, patterns: list[str]) -> list[Path]:
+    return [entry.path for entry in resolve_source_entries(ctx, patterns)]
+
+
 def test_resolve_sources_plain_and_wildcards(ctx: Path) -> None:
-    assert resolve_sources(ctx, ["a.txt"]) == [ctx / "a.txt"]
-    assert resolve_sources(ctx, ["./a.txt", "/b.txt"]) == [ctx / "a.txt", ctx / "b.txt"]
-    assert resolve_sources(ctx, ["*.txt"]) == [ctx / "a.txt", ctx / "b.txt"]
-    assert resolve_sources(ctx, ["dir/*/*.md"]) == [ctx / "dir/sub/d.md"]
-    assert resolve_sources(ctx, ["d?r"]) == [ctx / "dir"]
-    assert resolve_sources(ctx, ["star*"]) == [ctx / "star*"]
-    assert resolve_sources(ctx, ["[ab].txt"]) == [ctx / "a.txt", ctx / "b.txt"]
-    assert resolve_sources(ctx, ["."]) == [ctx]
+    assert _paths(ctx, ["a.txt"]) == [ctx / "a.txt"]
+    assert _paths(ctx, ["./a.txt", "/b.txt"]) == [ctx / "a.txt", ctx / "b.txt"]
+    assert _paths(ctx, ["*.txt"]) == [ctx / "a.txt", ctx / "b.txt"]
+    assert _paths(ctx, ["dir/*/*.md"]) == [ctx / "dir/sub/d.md"]
+    assert _paths(ctx, ["d?r"]) == [ctx / "dir"]
+    assert _paths(ctx, ["star*"]) == [ctx / "star*"]
+    assert _paths(ctx, ["[ab].txt"]) == [ctx / "a.txt", ctx / "b.txt"]
+    assert _paths(ctx, ["."]) == [ctx]
 
 
 def test_resolve_source_entries_keep_the_context_name(ctx: Path) -> None:
@@ -179,19 +183,19 @@ def test_resolve_source_entries_keep_the_context_name(ctx: Path) -> None:
 
 def test_resolve_sources_never_leaves_the_context(ctx: Path) -> None:
     with pytest.raises(UnsafePath):
-        resolve_sources(ctx, ["../secret"])
+        _paths(ctx, ["../secret"])
     with pytest.raises(NotFound, match="file not found in build context"):
-        resolve_sources(ctx, ["up-link"])           # resolves to <ctx>/secret, which does not exist
+        _paths(ctx, ["up-link"])           # resolves to <ctx>/secret, which does not exist
     with pytest.raises(NotFound, match="file not found in build context"):
-        resolve_sources(ctx, ["abs-link/shadow"])
+        _paths(ctx, ["abs-link/shadow"])
 
 
 def test_resolve_sources_missing(ctx: Path) -> None:
     with pytest.raises(NotFound, match="stat missing: file does not exist"):
-        resolve_sources(ctx, ["missing"])
+        _paths(ctx, ["missing"])
     with pytest.raises(NotFound):  # an escaped wildcard is not a wildcard, and is looked up as written
-        resolve_sources(ctx, ["star\\*"])
+        _paths(ctx, ["star\\*"])
     with pytest.raises(NotFound, match="no source files were specified"):
-        resolve_sources(ctx, ["*.nothing"])
+        _paths(ctx, ["*.nothing"])
     with pytest.raises(InvalidArgument, match="syntax error in pattern"):
-        resolve_sources(ctx, ["[a"])
+        _paths(ctx, ["[a"])

@@ -1,5 +1,8 @@
 """The parser, the expansion and the .dockerignore matcher against the real thing: a private dockerd (20.10,
 classic builder, DOCKER_BUILDKIT=0) driven by the real docker CLI (28.x, which applies .dockerignore itself).
+Every comparison runs twice, through the `daemon` fixture: against dockerd (berth's parser agrees with Docker's),
+and against a private berthd seeded the same way (berth's builder prints, counts, refuses and copies as that parser
+says, so as dockerd does).
 
 - Error texts: Dockerfiles dockerd refuses are refused by berth's parser with the same message.
 - "Step i/N : <text>" lines: dockerd prints each instruction's original text; berth's Instruction.original must be
@@ -15,9 +18,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,8 @@ from berth.build.dockerignore import read_dockerignore
 from berth.build.shellwords import expand, parse_words, split_words
 from berth.errors import InvalidArgument, NotFound, UnsafePath
 from tests import peers
-from tests.peers import Daemon, docker
+from tests.berthd import PrivateBerthd
+from tests.peers import Daemon, docker, seed_images
 
 seeded_daemon = peers.seeded_daemon
 
@@ -37,6 +43,19 @@ pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 BUILD_ENV = {"DOCKER_BUILDKIT": "0"}
 _STEP = re.compile(r"^Step \d+/\d+ : (.*)$")
+
+
+@pytest.fixture(scope="module", params=["dockerd", "berthd"])
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """The daemon a comparison builds with: the seeded dockerd, or a private berthd seeded with the same images."""
+    if request.param == "dockerd":
+        yield request.getfixturevalue("seeded_daemon")
+        return
+    if os.geteuid() != 0:
+        pytest.skip("berthd needs root")
+    workdir = tmp_path_factory.mktemp("seed-berthd")
+    with PrivateBerthd() as b:
+        yield Daemon(b.host, seed_images(b.host, workdir), workdir)
 
 
 def build(daemon: Daemon, ctx: Path, *args: str) -> tuple[int, str, str]:
@@ -105,9 +124,9 @@ def _daemon_error(stderr: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_dockerd_and_berth_refuse_the_same_dockerfiles_with_the_same_message(
-        seeded_daemon: Daemon, tmp_path: Path, name: str) -> None:
+        daemon: Daemon, tmp_path: Path, name: str) -> None:
     text = BAD[name]
-    rc, _, stderr = build(seeded_daemon, write_ctx(tmp_path, text))
+    rc, _, stderr = build(daemon, write_ctx(tmp_path, text))
     assert rc != 0
     theirs = _daemon_error(stderr)
     with pytest.raises(DockerfileError) as info:
@@ -157,8 +176,8 @@ CMD [ "run" , "json" ]
 
 
 @pytest.mark.slow
-def test_step_texts_and_parsed_config_match_dockerd(seeded_daemon: Daemon, tmp_path: Path) -> None:
-    rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, STEPS_DOCKERFILE), "--no-cache")
+def test_step_texts_and_parsed_config_match_dockerd(daemon: Daemon, tmp_path: Path) -> None:
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, STEPS_DOCKERFILE), "--no-cache")
     assert rc == 0, stderr
     plain = re.sub(r"\x1b\[[0-9;]*m", "", stdout)   # a warning in red may precede "Step 1/N"
     steps = [m.group(1) for line in plain.splitlines() if (m := _STEP.match(line))]
@@ -170,7 +189,7 @@ def test_step_texts_and_parsed_config_match_dockerd(seeded_daemon: Daemon, tmp_p
         ours += [i.original for i in stage.instructions]
     assert steps == ours
     assert df.warnings and "\n".join(df.warnings) in plain
-    config = inspect(seeded_daemon, image_id(stdout))["Config"]
+    config = inspect(daemon, image_id(stdout))["Config"]
     try:
         first = df.stages[0].instructions
         by_kw: dict[str, list[Instruction]] = {}
@@ -185,9 +204,9 @@ def test_step_texts_and_parsed_config_match_dockerd(seeded_daemon: Daemon, tmp_p
         labels = {expand(k, env, df.escape): expand(v, env, df.escape) for k, v in by_kw["LABEL"][0].pairs()}
         assert config["Labels"] == labels
         assert config["OnBuild"] is None  # the second stage ran the trigger, which clears it
-        rc, first_out, stderr = build(seeded_daemon, tmp_path / "ctx", "--target", "first")
+        rc, first_out, stderr = build(daemon, tmp_path / "ctx", "--target", "first")
         assert rc == 0, stderr
-        first_config = inspect(seeded_daemon, image_id(first_out))["Config"]
+        first_config = inspect(daemon, image_id(first_out))["Config"]
         assert first_config["OnBuild"] == [by_kw["ONBUILD"][0].args[0]]
         hc = healthcheck(by_kw["HEALTHCHECK"][0])
         assert config["Healthcheck"] == {"Test": list(hc.test), "Interval": hc.interval_ns,
@@ -203,7 +222,52 @@ def test_step_texts_and_parsed_config_match_dockerd(seeded_daemon: Daemon, tmp_p
         assert set(config["ExposedPorts"]) == {p if "/" in p else p + "/tcp" for p in ports}
         assert config["Cmd"] == list(df.stages[1].instructions[2].args)
     finally:
-        rmi(seeded_daemon, image_id(stdout))
+        rmi(daemon, image_id(stdout))
+
+
+def test_global_args_are_counted_and_printed_as_steps_after_the_warnings(daemon: Daemon, tmp_path: Path) -> None:
+    text = "ARG a=1\nARG b\nFROM busybox\nLABEL x=$a \\\n\n    y=2\nARG a\nLABEL z=$a\n"
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, text), "--no-cache")
+    assert rc == 0, stderr
+    rmi(daemon, image_id(stdout))
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stdout)
+    df = parse(text)
+    assert df.stages[0].from_instruction is not None
+    texts = [*(i.original for i in df.global_args), df.stages[0].from_instruction.original,
+             *(i.original for i in df.stages[0].instructions)]
+    expected = [f"Step {n}/{len(texts)} : {t}" for n, t in enumerate(texts, 1)]
+    assert [line for line in plain.splitlines() if line.startswith("Step ")] == expected
+    warnings = "\n".join(df.warnings) + "\n"
+    assert df.warnings and warnings in plain and plain.index(warnings) < plain.index(expected[0])
+    # dockerd prints no ' ---> ' line after a global ARG
+    assert plain.split(expected[2])[0].count(" ---> ") == 0
+
+
+def test_expose_splits_the_expanded_words_into_ports(daemon: Daemon, tmp_path: Path) -> None:
+    text = 'FROM busybox\nENV PORTS="80 443/udp"\nARG more="8080  9090/tcp"\nEXPOSE $PORTS ${more} 7000\n'
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, text))
+    assert rc == 0, stderr
+    ports = inspect(daemon, image_id(stdout))["Config"]["ExposedPorts"]
+    rmi(daemon, image_id(stdout))
+    env = {"PORTS": "80 443/udp", "more": "8080  9090/tcp"}
+    words = [w for arg in parse(text).stages[0].instructions[-1].args for w in split_words(arg, env)]
+    assert len(words) == 5
+    assert set(ports) == {w if "/" in w else w + "/tcp" for w in words}
+
+
+def test_target_takes_stage_names_only(daemon: Daemon, tmp_path: Path) -> None:
+    text = "FROM busybox AS First\nLABEL stage=first\nFROM busybox\nLABEL stage=second\n"
+    ctx = write_ctx(tmp_path, text)
+    rc, _, stderr = build(daemon, ctx, "--target", "0")
+    assert rc != 0
+    with pytest.raises(InvalidArgument) as info:
+        parse(text).stage("0", allow_index=False)
+    assert _daemon_error(stderr) == str(info.value)
+    rc, stdout, stderr = build(daemon, ctx, "--target", "FIRST")   # names are case-insensitive
+    assert rc == 0, stderr
+    labels = inspect(daemon, image_id(stdout))["Config"]["Labels"]
+    rmi(daemon, image_id(stdout))
+    assert labels == {"stage": "first"}
 
 
 # --- expansion ------------------------------------------------------------------------------------------------
@@ -222,7 +286,7 @@ def _words(seed: int, count: int) -> list[str]:
     return out
 
 
-def test_expansion_matches_dockerd_for_generated_words(seeded_daemon: Daemon, tmp_path: Path) -> None:
+def test_expansion_matches_dockerd_for_generated_words(daemon: Daemon, tmp_path: Path) -> None:
     base_env = {"x": "val", "empty": "", "sp": "s p"}
     words = [w for w in _words(7, 240) if len(parse_words("v=" + w)) == 1]
     lines = ["FROM busybox", "ENV x=val empty= sp=\"s p\""]
@@ -243,10 +307,10 @@ def test_expansion_matches_dockerd_for_generated_words(seeded_daemon: Daemon, tm
         ours_env[f"v{n}"] = expected
         ours_labels[f"l{n}"] = expected
     lines += ["ENV " + " ".join(env_pairs), "LABEL " + " ".join(label_pairs)]
-    rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, "\n".join(lines) + "\n"))
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, "\n".join(lines) + "\n"))
     assert rc == 0, stderr[-2000:]
-    config = inspect(seeded_daemon, image_id(stdout))["Config"]
-    rmi(seeded_daemon, image_id(stdout))
+    config = inspect(daemon, image_id(stdout))["Config"]
+    rmi(daemon, image_id(stdout))
     theirs_env = dict(e.split("=", 1) for e in config["Env"])
     for key, value in ours_env.items():
         assert theirs_env[key] == value, (key, words[int(key[1:])])
@@ -257,8 +321,8 @@ def test_expansion_matches_dockerd_for_generated_words(seeded_daemon: Daemon, tm
 # Not compared: "${x" and "${x!y}" (dockerd 20.10 says "missing ':' in substitution"; berth follows the newer
 # lexer, which also knows ${x-w}, ${x+w} and ${x?w}, and says "missing '}'" / "unsupported modifier").
 @pytest.mark.parametrize("word", ["'open", '"open', "${}", "${:-a}", "${x:-a", "${x:-'a}"])
-def test_expansion_errors_match_dockerd(seeded_daemon: Daemon, tmp_path: Path, word: str) -> None:
-    rc, _, stderr = build(seeded_daemon, write_ctx(tmp_path, f"FROM busybox\nENV a={word}\n"))
+def test_expansion_errors_match_dockerd(daemon: Daemon, tmp_path: Path, word: str) -> None:
+    rc, _, stderr = build(daemon, write_ctx(tmp_path, f"FROM busybox\nENV a={word}\n"))
     assert rc != 0
     with pytest.raises(InvalidArgument) as info:
         expand(word, {})
@@ -332,14 +396,14 @@ def _our_names(ctx: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("name", sorted(IGNORE_SETS))
-def test_dockerignore_matches_the_docker_cli(seeded_daemon: Daemon, tmp_path: Path, name: str) -> None:
+def test_dockerignore_matches_the_docker_cli(daemon: Daemon, tmp_path: Path, name: str) -> None:
     ctx = write_ctx(tmp_path, "FROM busybox\nCOPY . /ctx\nRUN cd /ctx && find . -mindepth 1 | sort\n")
     _make_tree(ctx)
     (ctx / ".dockerignore").write_text(IGNORE_SETS[name])
-    rc, stdout, stderr = build(seeded_daemon, ctx, "--rm", "--no-cache")
+    rc, stdout, stderr = build(daemon, ctx, "--rm", "--no-cache")
     assert rc == 0, stderr
     theirs = {line[2:] for line in stdout.splitlines() if line.startswith("./")}
-    rmi(seeded_daemon, image_id(stdout))
+    rmi(daemon, image_id(stdout))
     sent = _our_names(ctx)
     ours = sent | {"/".join(name.split("/")[:i]) for name in sent for i in range(1, name.count("/") + 1)}
     # the daemon drops the Dockerfile and .dockerignore from the context when .dockerignore excludes them
@@ -374,13 +438,13 @@ def _generated_dockerfile(seed: int, count: int, escape: str, pieces: list[str])
 
 @pytest.mark.parametrize(("escape", "seed", "tricky"), [("\\", 11, False), ("`", 12, False), ("\\", 13, True),
                                                         ("`", 14, True)])
-def test_generated_continuations_join_like_dockerd(seeded_daemon: Daemon, tmp_path: Path, escape: str, seed: int,
+def test_generated_continuations_join_like_dockerd(daemon: Daemon, tmp_path: Path, escape: str, seed: int,
                                                    tricky: bool) -> None:
     # tricky: pieces ending in an escaped escape, which Docker does not take as a continuation (the generated
     # file then usually breaks; both must break the same way)
     pieces = _PIECES + ([escape * 2, "z" + escape * 2] if tricky else [])
     text = _generated_dockerfile(seed, 30, escape, pieces)
-    rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, text), "--no-cache")
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, text), "--no-cache")
     if rc != 0:
         with pytest.raises(DockerfileError) as info:
             parse(text)
@@ -394,8 +458,8 @@ def test_generated_continuations_join_like_dockerd(seeded_daemon: Daemon, tmp_pa
     ours = [df.stages[0].from_instruction.original if df.stages[0].from_instruction else ""]
     ours += [i.original for i in df.stages[0].instructions]
     assert steps == ours
-    config = inspect(seeded_daemon, image_id(stdout))
-    rmi(seeded_daemon, image_id(stdout))
+    config = inspect(daemon, image_id(stdout))
+    rmi(daemon, image_id(stdout))
     assert config["Author"] == df.stages[0].instructions[-1].args[0]
 
 
@@ -406,9 +470,9 @@ _FORMS = ['["a", "b c"]', '[ "a" ]', '["a"] trailing', "[]", "['a']", '["a" "b"]
 
 
 @pytest.mark.parametrize("form", _FORMS)
-def test_json_form_detection_matches_dockerd(seeded_daemon: Daemon, tmp_path: Path, form: str) -> None:
+def test_json_form_detection_matches_dockerd(daemon: Daemon, tmp_path: Path, form: str) -> None:
     text = f"FROM busybox\nCMD {form}\n"
-    rc, stdout, stderr = build(seeded_daemon, write_ctx(tmp_path, text))
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, text))
     try:
         instr = parse(text).stages[0].instructions[0]
     except DockerfileError as exc:
@@ -416,8 +480,8 @@ def test_json_form_detection_matches_dockerd(seeded_daemon: Daemon, tmp_path: Pa
         assert _daemon_error(stderr).endswith(exc.reason)
         return
     assert rc == 0, stderr
-    cmd = inspect(seeded_daemon, image_id(stdout))["Config"]["Cmd"]
-    rmi(seeded_daemon, image_id(stdout))
+    cmd = inspect(daemon, image_id(stdout))["Config"]["Cmd"]
+    rmi(daemon, image_id(stdout))
     expected = list(instr.args) if instr.json_form else ["/bin/sh", "-c", instr.args[0]]
     assert cmd == expected
 
@@ -449,14 +513,14 @@ def _expected_copy(ctx: Path, patterns: list[str]) -> set[str]:
                                      ["./a.txt", "b.txt"], ["link-to-a"], ["link-abs/d.txt"], ["[[]x].txt"],
                                      ["star*"], ["missing.txt"], ["*.nothing"], ["../outside.txt"],
                                      ["link-out"], ["dir/../a.txt"], ["dir/../../a.txt"]])
-def test_copy_sources_resolve_as_dockerd_copies_them(seeded_daemon: Daemon, tmp_path: Path,
+def test_copy_sources_resolve_as_dockerd_copies_them(daemon: Daemon, tmp_path: Path,
                                                      sources: list[str]) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     _copy_tree(ctx)
     (ctx / "Dockerfile").write_text(f"FROM busybox\nCOPY {' '.join(sources)} /out/\n"
                                     "RUN cd /out && find . -mindepth 1 | sort\n")
-    rc, stdout, stderr = build(seeded_daemon, ctx, "--no-cache")
+    rc, stdout, stderr = build(daemon, ctx, "--no-cache")
     try:
         expected = _expected_copy(ctx, sources)
     except (NotFound, UnsafePath) as exc:
@@ -464,6 +528,6 @@ def test_copy_sources_resolve_as_dockerd_copies_them(seeded_daemon: Daemon, tmp_
         assert str(exc).split(":")[0] in stderr, (str(exc), stderr)
         return
     assert rc == 0, stderr
-    rmi(seeded_daemon, image_id(stdout))
+    rmi(daemon, image_id(stdout))
     theirs = {line[2:] for line in stdout.splitlines() if line.startswith("./")}
     assert theirs == expected

@@ -1,6 +1,6 @@
 """What a build will do, decided before any step runs: the stages up to --target, their bases (FROM expanded with
-the global ARGs and --build-arg), whether a base is an earlier stage, and the step count Docker prints as
-`Step i/N`. Pure.
+the global ARGs and --build-arg), whether a base is an earlier stage, the parser's warnings, and the step count
+Docker prints as `Step i/N` (dockerd's classic builder counts and prints the global ARGs as steps too). Pure.
 
 May import: berth.build.dockerfile, berth.build.shellwords, berth.build.steps, berth.errors.
 """
@@ -39,6 +39,8 @@ class Plan:
     given: Mapping[str, str | None]
     declared_args: frozenset[str]
     total_steps: int
+    global_args: tuple[Instruction, ...] = ()    # printed as the first steps, as dockerd prints them
+    warnings: tuple[str, ...] = ()               # printed before step 1, as dockerd prints them
 
     def args_for(self, stage: Stage) -> ArgScope:
         return ArgScope(given=self.given, global_defaults=self.global_defaults)
@@ -49,7 +51,7 @@ def plan_build(text: str, target: str, build_args: Mapping[str, str | None], ext
     if not dockerfile.stages:
         raise InvalidArgument("the Dockerfile (Dockerfile) cannot be empty" if not text.strip() else
                               "Dockerfile has no FROM instruction: a build needs one")
-    last = dockerfile.stage(target).index if target else len(dockerfile.stages) - 1
+    last = dockerfile.stage(target, allow_index=False).index if target else len(dockerfile.stages) - 1
     globals_, declared = _global_args(dockerfile, build_args)
     stages: list[Stage] = []
     names: set[str] = set()
@@ -70,8 +72,9 @@ def plan_build(text: str, target: str, build_args: Mapping[str, str | None], ext
                             st.instructions, st.index == last))
         if st.name:
             names.add(st.name)
-    total = sum(1 + len(s.instructions) for s in stages) + extra_steps
-    return Plan(dockerfile.escape, tuple(stages), globals_, dict(build_args), frozenset(declared), total)
+    total = len(dockerfile.global_args) + sum(1 + len(s.instructions) for s in stages) + extra_steps
+    return Plan(dockerfile.escape, tuple(stages), globals_, dict(build_args), frozenset(declared), total,
+                tuple(dockerfile.global_args), tuple(dockerfile.warnings))
 
 
 def _global_args(dockerfile: Dockerfile, given: Mapping[str, str | None]) -> tuple[dict[str, str | None], set[str]]:

@@ -413,12 +413,16 @@ def _go_template(template: str, whole: str) -> str:
     return "".join(out)
 
 
+# how an expansion error starts, as Docker words it (the builder passes such errors on unchanged)
+EXPANSION_FAILED = "failed to process "
+
+
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     """Docker's ProcessWord: expand variables and remove quotes; no word splitting."""
     try:
         return _Lexer(word, env, escape).process()[0]
     except InvalidArgument as exc:
-        raise InvalidArgument(f"failed to process {go_quote(word)}: {exc}") from None
+        raise InvalidArgument(f"{EXPANSION_FAILED}{go_quote(word)}: {exc}") from None
 
 
 def split_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
@@ -426,7 +430,7 @@ def split_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[s
     try:
         return _Lexer(text, env, escape).process()[1]
     except InvalidArgument as exc:
-        raise InvalidArgument(f"failed to process {go_quote(text)}: {exc}") from None
+        raise InvalidArgument(f"{EXPANSION_FAILED}{go_quote(text)}: {exc}") from None
 
 
 def heredoc_line_words(line: str) -> list[str]:
