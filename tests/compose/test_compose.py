@@ -321,6 +321,7 @@ services:
     hostname: webhost
     domainname: example.test
     volumes: ["/www"]
+    mem_limit: 64m
     ulimits:
       nofile: {soft: 1024, hard: 2048}
     sysctls:
@@ -355,6 +356,7 @@ services:
     assert f"{name}_web_1:weblink" in links
     web = json.loads(b.docker("inspect", f"{name}_web_1").stdout)[0]
     assert web["HostConfig"]["Sysctls"] == {"net.ipv4.tcp_keepalive_time": "600"}
+    assert (web["HostConfig"]["Memory"], web["HostConfig"]["MemorySwap"]) == (64 << 20, 128 << 20)
     aliases = web["NetworkSettings"]["Networks"][f"{name}_default"]["Aliases"]
     assert {"web", "webhost", web["Id"][:12]} <= set(aliases)
 

@@ -161,7 +161,8 @@ def _host_config(c: Container) -> dict[str, Any]:
         "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
         "CpuPeriod": cfg.cpu_period, "CpuQuota": cfg.cpu_quota, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
         "CpusetCpus": cfg.cpuset_cpus, "CpusetMems": cfg.cpuset_mems, "Devices": [], "DeviceCgroupRules": None,
-        "DeviceRequests": None, "MemoryReservation": cfg.memory_reservation, "MemorySwap": cfg.memory_swap,
+        "DeviceRequests": None, "MemoryReservation": cfg.memory_reservation,
+        "MemorySwap": cfg.memory_swap or 2 * cfg.memory,      # dockerd records its default (and berth applies it)
         "MemorySwappiness": None, "OomKillDisable": cfg.oom_kill_disable,
         "PidsLimit": cfg.pids_limit or None,
         "Ulimits": [{"Name": u.name, "Hard": u.hard, "Soft": u.soft} for u in cfg.ulimits] or None,
