@@ -92,7 +92,7 @@ def test_the_zygote_precompiles_a_bundle_s_profile(tmp_path: Path) -> None:
     seccomp._compiled.pop(spec, None)
     (tmp_path / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": {"seccomp": spec.to_json()}}))
     _precompile(["--id", "x", "--bundle", str(tmp_path), "--socket", "/nonexistent"])
-    assert spec in seccomp._compiled
+    assert seccomp.is_cached(spec)
 
 
 @pytest.mark.parametrize("content", [None, b"{not json", b'{"linux": {"seccomp": {"defaultAction": "NOPE"}}}',

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from aiohttp import web
@@ -16,12 +14,13 @@ from aiohttp import web
 from berth.api import containers_extra, containers_json, hijack, networks
 from berth.api.app import Router, engine_of, json_response, prepare_headers
 from berth.api.health_json import check_health_filter, health_status
+from berth.api.logread import LogReader
 from berth.api.params import boolean, check_filters, filters, integer
 from berth.api.replay import log_replay
 from berth.api.streams import ResponseWriter, blocking, frame
 from berth.engine import fsops
 from berth.engine.containers import Container, Status
-from berth.engine.lifecycle import CreateRequest, iter_log, parse_signal
+from berth.engine.lifecycle import CreateRequest, parse_signal
 from berth.errors import BerthError, InvalidArgument, NotFound
 from berth.oci.config import rfc3339_to_unix
 from berth.oci.reference import Reference
@@ -106,10 +105,19 @@ async def logs(request: web.Request) -> web.StreamResponse:
     until = float(request.query.get("until") or 0)
     tail_text = request.query.get("tail", "all")
     tail = None if tail_text in ("", "all") else int(tail_text)
+    # opened before the headers go out: with them, a client may remove the container (logread's docstring)
+    reader = await blocking(lambda: LogReader(engine.containers.logs_path(c)))
+    try:
+        return await _logs(request, engine, c, reader, want, follow, timestamps, since, until, tail)
+    finally:
+        reader.close()
+
+
+async def _logs(request: web.Request, engine: Any, c: Container, reader: LogReader, want: set[str], follow: bool,
+                timestamps: bool, since: float, until: float, tail: int | None) -> web.StreamResponse:
     resp = web.StreamResponse()
     prepare_headers(resp)
     await resp.prepare(request)
-    path = engine.containers.logs_path(c)
 
     def render(line: bytes) -> bytes | None:
         try:
@@ -127,51 +135,31 @@ async def logs(request: web.Request) -> web.StreamResponse:
             data = when.encode() + b" " + data
         return data if c.config.tty else frame(entry["stream"], data)
 
-    lines = await blocking(lambda: list(iter_log(path)))
+    lines = await blocking(reader.lines)
     if tail is not None:
         lines = lines[-tail:] if tail > 0 else []
     for line in lines:
         out = render(line)
         if out:
             await resp.write(out)
-    with contextlib.suppress(ConnectionError):   # a `logs -f` client going away ends the stream
-        if follow:
-            await _follow(engine, c, path, render, resp, sum(len(x) for x in lines) if tail is None else None)
-        await resp.write_eof()
-    return resp
 
-
-async def _follow(engine: Any, c: Container, path: Path, render: Callable[[bytes], bytes | None],
-                  resp: web.StreamResponse, offset: int | None) -> None:
-    """Tail the log until the container stops running and the file has no more."""
-    try:
-        pos = path.stat().st_size if offset is None else offset
-    except FileNotFoundError:
-        pos = 0
-    pending = b""
-    while True:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
-        if chunk:
-            pos += len(chunk)
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                out = render(line)
-                if out:
-                    await resp.write(out)
-            continue
+    def stopped() -> bool:
         try:
             current = engine.containers.store.load(c.id)
         except NotFound:
-            return
-        if current.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING, Status.CREATED):
-            return
-        await asyncio.sleep(0.05)
+            return True
+        return current.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING, Status.CREATED)
+
+    async def emit(line: bytes) -> None:
+        out = render(line)
+        if out:
+            await resp.write(out)
+
+    with contextlib.suppress(ConnectionError):   # a `logs -f` client going away ends the stream
+        if follow:
+            await reader.follow(stopped, emit)
+        await resp.write_eof()
+    return resp
 
 
 async def stop(request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from berth.engine import monitors, nsmodes, recovery, volumeuse
+from berth.engine import linkenv, monitors, nsmodes, recovery, volumeuse
 from berth.engine import netns as netns_mod
 from berth.engine.containers import Container, ContainerConfig, ContainerState, ContainerStore, Status, check_transition
 from berth.engine.events import EventService, rfc3339_to_ns
@@ -284,6 +284,7 @@ class ContainerService:
             spec = build_spec(c.config, c.id, user, SpecPaths(str(c.dir / "hostname"), str(c.dir / "hosts"),
                                                                str(c.dir / "resolv.conf")), netns)
             spec = nsmodes.apply(spec, c.config, self.get)      # --pid, --ipc, --uts host|container:
+            spec = linkenv.apply(spec, c, self.get, self.network)   # legacy links' variables
             write_json_atomic(bundle / "config.json", spec, durable=False)   # rewritten at every start
             for stale in ("exit.json", "started.json"):
                 (c.dir / stale).unlink(missing_ok=True)

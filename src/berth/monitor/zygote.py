@@ -93,14 +93,17 @@ def _precompile(argv: list[str]) -> None:
     monitor to report."""
     try:
         from berth.oci.spec import Seccomp
-        from berth.runtime.seccomp import compile_filter
+        from berth.runtime.seccomp import compile_filter, is_cached
 
         bundle = argv[argv.index("--bundle") + 1]
         with open(os.path.join(bundle, "config.json"), "rb") as f:
             raw = jsonio.loads(f.read())
         found = raw.get("linux", {}).get("seccomp") if isinstance(raw, dict) else None
         if isinstance(found, dict):
-            compile_filter(Seccomp.from_json(found))
+            profile = Seccomp.from_json(found)
+            if not is_cached(profile):
+                compile_filter(profile)
+                gc.freeze()   # the cached profile too: a monitor's collections must not copy its pages
     except (ValueError, OSError, BerthError, AttributeError, TypeError, IndexError):
         pass
 

@@ -227,6 +227,10 @@ def _libc() -> ctypes.CDLL:
     return _libc_handle
 
 
+def is_cached(spec: Seccomp) -> bool:
+    return spec in _compiled
+
+
 def compile_filter(spec: Seccomp) -> Filter:
     """The filter for spec, compiled once per process and profile: a fork server that compiled a profile before
     forking (berth.monitor.zygote) hands it to every monitor it forks, and their containers' inits load it with one
