@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.berthd import PrivateBerthd
@@ -55,14 +55,22 @@ def make_context(where: Path, megabytes: int = 50) -> Path:
 
 
 @contextlib.contextmanager
-def engines(base: Path) -> Iterator[dict[str, str]]:
+def engines(base: Path) -> Iterator[dict[str, tuple[str, Callable[[], int | None]]]]:
+    """{engine: (host, its daemon's pid)} with busybox:latest imported into both."""
     rootfs = base / "busybox-rootfs.tar"
     rootfs.write_bytes(busybox_rootfs_tar())
     with PrivateDockerd(base_dir=base) as d, PrivateBerthd(base_dir=base) as b:
         for host in (d.host, b.host):
             subprocess.run([DOCKER_CLI, "-H", host, "import", "-c", 'CMD ["sh"]', str(rootfs), "busybox:latest"],
                            check=True, capture_output=True, env=_env())
-        yield {"berth": b.host, "docker": d.host}
+
+        def dockerd_pid() -> int | None:
+            with contextlib.suppress(OSError, ValueError):
+                return int(d.pidfile.read_text().strip())
+            return None
+
+        yield {"berth": (b.host, lambda: b.proc.pid if b.proc is not None else None),
+               "docker": (d.host, dockerd_pid)}
 
 
 def build_argv(host: str, ctx: Path, *extra: str) -> list[str]:
@@ -80,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tmp)
         ctx = make_context(base, args.size_mb)
         with engines(base) as hosts:
-            for host in hosts.values():   # warm both: the cached scenario needs a build in the cache
+            for host, _ in hosts.values():   # warm both: the cached scenario needs a build in the cache
                 subprocess.run(build_argv(host, ctx), check=True, capture_output=True, env=env)
             for name in args.scenarios:
                 extra = ("--no-cache",) if name == "cold" else ()
                 scenario = Scenario(
                     name=f"build-{name}", description=f"docker build ({name}) of 11 steps, {args.size_mb} MB context",
                     contenders=tuple(Contender(engine, build_argv(host, ctx, *extra), client="docker CLI",
-                                               env=env) for engine, host in hosts.items()),
+                                               env=env, daemon_pid=pid) for engine, (host, pid) in hosts.items()),
                     rounds=args.rounds, warmup=1)
                 result = run_scenario(scenario, log=sys.stderr)
                 print(format_table(result))

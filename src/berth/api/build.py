@@ -264,15 +264,16 @@ async def build(request: web.Request) -> web.StreamResponse:
 
     work = engine.config.root / "builder" / "tmp"
     work.mkdir(parents=True, exist_ok=True, mode=0o700)
-    sent_lock = threading.Lock()
+    progress = _Progress(loop, started, resp)
 
     def emit(item: dict[str, Any]) -> None:
         if quiet and "stream" in item:
             return
-        with sent_lock:
-            if not resp.prepared:
-                asyncio.run_coroutine_threadsafe(started(), loop).result()
-            lines.send(item)
+        progress.put(item)
+
+    async def before_pull() -> None:
+        await progress.flush()
+        await started()
 
     def run(received: Context, took: float) -> str:
         try:
@@ -285,7 +286,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             _discard(ctx)
         return str(result.image)
 
-    puller = EnginePuller(request, lines, resp, loop, started)
+    puller = EnginePuller(request, lines, resp, loop, before_pull)
 
     def gone() -> bool:
         transport = request.transport
@@ -300,7 +301,10 @@ async def build(request: web.Request) -> web.StreamResponse:
         raise
     took = time.monotonic() - started_at
     try:
-        image_id = await blocking(lambda: run(received, took))
+        try:
+            image_id = await blocking(lambda: run(received, took))
+        finally:
+            await progress.close()
         await started()
         if quiet:
             await lines.asend({"stream": image_id + "\n"})
@@ -308,16 +312,69 @@ async def build(request: web.Request) -> web.StreamResponse:
         await started()
         await lines.asend({"errorDetail": {"code": exc.code, "message": str(exc)}, "error": str(exc)})
     except BerthError as exc:
-        if not resp.prepared:
+        if not progress.used and not resp.prepared:
             raise
+        await started()
         await lines.error(str(exc))
     except Exception as exc:   # a bug: the client still gets an error item, the log the traceback
-        if not resp.prepared:
+        if not progress.used and not resp.prepared:
             raise
         log.exception("build failed")
+        await started()
         await lines.error(f"internal error in berthd's builder: {exc}")
     await resp.write_eof()
     return resp
+
+
+class _Progress:
+    """The build's stream items from its worker thread, written by the event loop in batches. The thread never
+    waits for a write: a round trip to the loop per item (some 35 for a cached build) is a scheduling delay each
+    on a busy machine. Items keep their order; `flush` (on the loop) writes everything put so far."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, started: Callable[[], Awaitable[None]],
+                 resp: web.StreamResponse) -> None:
+        self._loop, self._started, self._resp = loop, started, resp
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+        self._write_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._signalled = False
+        self.used = False     # an item was put: the response is (about to be) under way
+        self._closing = False
+        self._task = loop.create_task(self._run())
+
+    def put(self, item: dict[str, Any]) -> None:
+        """From any thread."""
+        data = json.dumps(item).encode() + b"\r\n"
+        with self._lock:
+            self._pending.append(data)
+            self.used = True
+            if self._signalled:
+                return
+            self._signalled = True
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._signalled = False
+            if batch:
+                await self._started()
+                await self._resp.write(b"".join(batch))
+
+    async def close(self) -> None:
+        """Write what is left and stop (never cancelled half way through a write)."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+        await self.flush()
 
 
 def _discard(ctx: Path) -> None:
