@@ -94,12 +94,14 @@ def test_a_load_that_fills_the_disk_fails_cleanly_and_a_smaller_one_works_after(
 
 
 def test_a_container_filling_the_disk_does_not_break_the_daemon(small_root: PrivateBerthd) -> None:
-    """The container's own writes fill the data root: its exit is still recorded (each state directory keeps a
-    small reserve for that), `docker run` returns, and removing the container gives the space back."""
+    """The container's own writes fill the data root: its output still reaches the attached client (the log
+    entries are lost, as with dockerd), its exit is still recorded (each state directory keeps a small reserve
+    for that), `docker run` returns its code, and removing the container gives the space back."""
     b = small_root
     proc = b.docker("run", "--name", "filler", "busybox", "sh", "-c",
                     f"head -c {TMPFS_MIB + 8}m /dev/zero > /fill; echo rc=$?", check=False)
-    assert proc.returncode != 125, proc.stderr        # it ran; its output may be lost with the disk full
+    # the json log cannot take the output any more, but the attached client still gets it, and the exit code
+    assert (proc.returncode, proc.stdout) == (0, b"rc=1\n"), proc
     assert os.statvfs(b.root).f_bavail == 0
     assert b.api("GET", "/_ping") == (200, b"OK")
     assert b.docker("inspect", "-f", "{{.State.Status}}", "filler").stdout.strip() == b"exited"
@@ -135,3 +137,26 @@ def test_a_state_write_on_a_full_disk_uses_the_reserve_once(tmp_path: Path) -> N
         assert (mnt / RESERVE_NAME).exists()              # made again once there is room
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_pull_that_fills_the_disk_fails_cleanly_and_the_next_pull_works(small_root: PrivateBerthd) -> None:
+    """The case as written: a pull (from the in-process fake registry on 127.0.0.1) runs out of space."""
+    from tests.distribution.fake import OCI_LAYER_GZIP
+    from tests.distribution.test_api_failures import ThreadedFake
+    from tests.images.archives import simple_layer
+    b = small_root
+    before = used_kib(b.root)
+    big = simple_layer({"payload.bin": os.urandom((TMPFS_MIB + 16) << 20)})
+    small = simple_layer({"small.bin": os.urandom(2 << 20)})
+    with ThreadedFake() as reg:
+        reg.add_image("team/huge", "1", [big], layer_type=OCI_LAYER_GZIP.removesuffix("+gzip"))
+        reg.add_image("team/small", "1", [small], layer_type=OCI_LAYER_GZIP.removesuffix("+gzip"))
+        proc = b.docker("pull", f"{reg.address}/team/huge:1", check=False)
+        assert proc.returncode != 0 and b"no space" in proc.stderr.lower(), proc.stderr
+        assert b"huge" not in b.docker("images", "-a").stdout
+        big_files = sorted(f"{p.relative_to(b.root)} {p.stat().st_size}" for p in b.root.rglob("*")
+                           if p.is_file() and p.stat().st_size > 1 << 20 and "snapshots/1/" not in str(p))
+        assert used_kib(b.root) <= before + 2048, (before, used_kib(b.root), big_files)
+        assert b.api("GET", "/_ping") == (200, b"OK")
+        assert b.docker("pull", f"{reg.address}/team/small:1").returncode == 0
+        assert b"team/small" in b.docker("images").stdout

@@ -5,6 +5,7 @@ May import: berth.oci, berth.util, berth.errors.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -219,11 +220,15 @@ class BlobWriter:
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
-        except BaseException:
+        except BaseException as exc:
             # Part of the chunk may have landed (ENOSPC, a signal): count what the file really has,
             # and hash it from disk at commit rather than trust a hasher that missed those bytes.
             self._offset = os.lseek(self._fd, 0, os.SEEK_END)
             self._hasher = None
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # a partial kept for resuming would go on holding the space the disk lacks (moby#12195,
+                # hub-feedback#922): closing drops it, and the next attempt starts over
+                self.resumable = False
             raise
 
     def truncate(self, size: int = 0) -> None:

@@ -76,6 +76,7 @@ class Monitor:
                                             opts.container_dir)
         self.listener: socket.socket | None = None
         self.log: JsonLog | None = None
+        self.log_lost = False
         self.pid = 0
         self.status = "created"
         self.started_at = ZERO_TIME
@@ -256,7 +257,14 @@ class Monitor:
             return
         stream = self.outputs[fd]
         assert self.log is not None
-        self.log.write(stream, data)
+        try:
+            self.log.write(stream, data)
+        except OSError as exc:
+            # A full disk (ENOSPC) loses the entry, as dockerd's json-file does; the container and its attached
+            # clients go on. Letting it raise would end the monitor and take the container with it (exit 137).
+            if not self.log_lost:
+                _warn(f"log entries are being lost: {exc}")
+            self.log_lost = True
         chunk = data if self.master is not None else frame(1 if stream == "stdout" else 2, data)
         for client in list(self.clients.values()):
             if client.kind == "attach" and stream in client.streams:
