@@ -452,3 +452,22 @@ services:
     assert sh("main", namespaces) != sh("hostpid", namespaces)
     assert sh("hostpid", "readlink /proc/self/ns/pid").strip() == os.readlink("/proc/self/ns/pid")
     compose(b, directory, name, "down", "-t", "0")
+
+
+def test_a_project_survives_a_daemon_kill_and_compose_finds_it_up_to_date_afterwards(
+        b: PrivateBerthd, project: tuple[Path, str]) -> None:
+    directory, name = project
+    port = free_port()
+    write_two_services(directory, port, "before-the-crash")
+    compose(b, directory, name, "up", "-d")
+    page = fetch(port)
+    b.kill()
+    assert fetch(port) == page           # the published port answers while berthd is down (kernel forwarding)
+    b.start()
+    assert fetch(port) == page
+    again = compose(b, directory, name, "up", "-d")
+    assert f"{name}_web_1 is up-to-date" in again.stderr and f"{name}_client_1 is up-to-date" in again.stderr
+    got = compose(b, directory, name, "exec", "-T", "client", "wget", "-qO-", "http://web:8080/").stdout
+    assert got == page                   # the embedded DNS serves the project network again
+    compose(b, directory, name, "down", "-v", "-t", "0")
+    assert labelled(b, "containers", name) == [] and labelled(b, "volumes", name) == []
