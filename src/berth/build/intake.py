@@ -320,6 +320,7 @@ class ContextIntake:
         self._long_link: str | None = None
         self._data_left = 0            # file data still to come for the current entry
         self._pad = 0                  # padding after it
+        self._meta_pad = 0             # padding after the metadata payload being read
         self._hash: hashlib._Hash | None = None
         self._current: _Entry | None = None
         self._ended = False
@@ -378,6 +379,7 @@ class ContextIntake:
         if self._meta:
             kind, self._meta = self._meta, b""
             self._need = _BLOCK
+            self._pad = self._meta_pad
             self._metadata(kind, block)
             return
         self._need = _BLOCK
@@ -397,7 +399,7 @@ class ContextIntake:
                 raise LimitExceeded("the build context has a tar metadata header over 1 MiB")
             self._meta = flag
             self._need = size
-            self._pad = -size % _BLOCK
+            self._meta_pad = -size % _BLOCK     # the padding comes after the payload
             if not size:
                 self._meta = b""
                 self._need = _BLOCK
