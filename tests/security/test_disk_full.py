@@ -105,6 +105,13 @@ def test_a_container_filling_the_disk_does_not_break_the_daemon(small_root: Priv
     assert os.statvfs(b.root).f_bavail == 0
     assert b.api("GET", "/_ping") == (200, b"OK")
     assert b.docker("inspect", "-f", "{{.State.Status}}", "filler").stdout.strip() == b"exited"
+    # a new container cannot start on the full disk: a clear error, and --rm leaves nothing (the CLI waits for
+    # the removal: a start that failed without applying --rm would hang it)
+    refused = subprocess.run(["docker", "-H", b.host, "run", "--rm", "busybox", "echo", "hi"], capture_output=True,
+                             timeout=60)
+    assert refused.returncode != 0 and b"no space" in refused.stderr.lower(), refused
+    assert b.docker("ps", "-aq").stdout.decode().split() == [b.docker("inspect", "-f", "{{.Id}}", "filler")
+                                                             .stdout.decode().strip()[:12]]
     b.docker("rm", "filler")
     assert used_kib(b.root) < TMPFS_MIB * 1024 // 4
     assert b.docker("run", "--rm", "busybox", "echo", "ok").stdout == b"ok\n"
