@@ -4,6 +4,7 @@ mode, owner, link target and contents), the same config and the same number of h
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import json
@@ -203,3 +204,31 @@ def test_scratch_stages_and_copy_from_them(pair: tuple[str, PrivateBerthd], tmp_
     assert_same_image(pair, "parity-scratch:1")
     build_both(pair, ctx, "parity-from-scratch:1")
     assert_same_image(pair, "parity-from-scratch:1")
+
+
+_SHORT_ID = re.compile(r"\b[0-9a-f]{12}\b")
+
+
+def _output_lines(host: str, ctx: Path, *args: str) -> list[str]:
+    proc = docker(host, "build", "--network=none", *args, str(ctx), env=CLASSIC, check=False)
+    assert proc.returncode == 0, (host, proc.stderr.decode())
+    out = proc.stdout.decode()
+    return [_SHORT_ID.sub("<id>", line) for line in out.splitlines() if not line.startswith("Sending build context")]
+
+
+def test_the_build_output_has_dockerds_lines(pair: tuple[str, PrivateBerthd], tmp_path: Path) -> None:
+    """Step lines, the parser's warnings, ' ---> Running in' and 'Removing intermediate container' for RUN and for
+    metadata steps (dockerd commits those from a container too), cache lines, trigger lines, a RUN's output."""
+    text = ("ARG G=1\nFROM busybox:latest AS base\nARG VERSION=1.0\nLABEL version=$VERSION\nMAINTAINER m\nENV A=1\n"
+            "WORKDIR /w\nCOPY single.txt ./\nADD archive.tar /x/\nRUN echo \"visible $VERSION\" \\\n\n  && true\n"
+            "USER nobody\nEXPOSE 80\nVOLUME /data\nHEALTHCHECK CMD true\nSHELL [\"/bin/sh\", \"-ec\"]\n"
+            "STOPSIGNAL SIGTERM\nONBUILD RUN echo triggered\nONBUILD ENV T=1\nENTRYPOINT [\"sh\"]\nCMD [\"-c\", \"true\"]\n"
+            "FROM base AS child\nRUN id -u\n")
+    ctx = make_context(tmp_path / "ctx", text, "*.log\n!keep.log\n")
+    host, b = pair
+    # cold, then the same build from the cache (with its triggers), then a --target with an unused build arg
+    for args in (("--no-cache", "--build-arg", "VERSION=2.5", "--label", "l=v"), ("--build-arg", "VERSION=2.5"),
+                 ("--no-cache", "--target", "base", "--build-arg", "NOPE=1")):
+        theirs, ours = _output_lines(host, ctx, *args), _output_lines(b.host, ctx, *args)
+        assert ours == theirs, "\n".join(difflib.unified_diff(theirs, ours, "dockerd", "berthd", lineterm=""))
+    assert any(line.startswith("[WARNING]: Empty continuation line") for line in ours + theirs)

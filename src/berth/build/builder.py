@@ -160,6 +160,7 @@ class _Session:
         self.allowed_cache = allowed_cache
         self.done: dict[int, StepImage] = {}
         self.step = 0
+        self.in_triggers = False   # dockerd prints no ' ---> <id>' after each ONBUILD trigger, one after FROM
 
     def run(self) -> StepImage:
         if self.plan.warnings:   # dockerd writes the parser's warnings to the build's stderr: red stream text
@@ -185,7 +186,6 @@ class _Session:
         self.step += 1
         self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {stage.from_text}\n"})
         base = self._base(stage)
-        self.emit({"stream": f" ---> {base.short_id}\n"} if base.id is not None else {"stream": " ---> \n"})
         config = replace(base.config.config, on_build=())
         if not any(e.startswith("PATH=") for e in config.env):   # Docker's beginStage adds the default PATH
             config = config.with_env("PATH", DEFAULT_PATH)
@@ -193,7 +193,13 @@ class _Session:
                            escape=self.plan.escape)
         dispatcher = Dispatcher(self, state)
         if base.config.config.on_build:
-            dispatcher.run_triggers(base.config.config.on_build)
+            self.in_triggers = True
+            try:
+                dispatcher.run_triggers(base.config.config.on_build)
+            finally:
+                self.in_triggers = False
+        # after the triggers, as dockerd: the stage's image once FROM (and its triggers) are done
+        self.emit({"stream": f" ---> {state.image.short_id}\n" if state.image.id is not None else " ---> \n"})
         for instr in stage.instructions:
             if self.cancelled():
                 raise BuildCancelled("the client went away: the build stopped")
@@ -276,13 +282,15 @@ class _Session:
         except NotFound:
             return None
         self.emit({"stream": " ---> Using cache\n"})
-        self.emit({"stream": f" ---> {image.short_id}\n"})
+        if not self.in_triggers:
+            self.emit({"stream": f" ---> {image.short_id}\n"})
         return image
 
     def remember(self, parent: StepImage, text: str, image: StepImage, checksum: str = "") -> None:
         assert image.id is not None
         self.builder.cache.store(cache_key(parent.id, text, checksum), image.id)
-        self.emit({"stream": f" ---> {image.short_id}\n"})
+        if not self.in_triggers:
+            self.emit({"stream": f" ---> {image.short_id}\n"})
 
     @contextlib.contextmanager
     def snapshot(self, parent: StepImage) -> Iterator[tuple[str, Path]]:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -122,10 +123,19 @@ class Dispatcher:
         key_text = created_by + "\0" + config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
+            self._commit_lines()
             hit = self._s.writer.commit(parent, config, created_by, None, container_config(config, created_by),
                                         author=author if author is not None else self._st.author)
             self._s.remember(parent, key_text, hit)
         self._st.image, self._st.config = hit, hit.config.config
+
+    def _commit_lines(self) -> None:
+        """dockerd makes a metadata or WORKDIR step by committing a container it creates and never starts, and
+        prints that container's id twice. berth commits the config without a container; it prints the same two
+        lines with a fresh id, so the stream has dockerd's shape for the people and tools that read it."""
+        cid = secrets.token_hex(6)
+        self._s.emit({"stream": f" ---> Running in {cid}\n"})
+        self._s.emit({"stream": f"Removing intermediate container {cid}\n"})
 
     def _shell_or_exec(self, instr: Instr) -> tuple[str, ...]:
         if instr.json_form:
@@ -256,6 +266,7 @@ class Dispatcher:
         key_text = created_by + "\0" + config_key(config)
         hit = self._s.cached(parent, key_text)
         if hit is None:
+            self._commit_lines()
             with self._s.snapshot(parent) as (key, mnt):
                 with RootWriter(mnt) as root:
                     os.close(root.make_dirs(wd, ROOT))
