@@ -123,6 +123,11 @@ def neighbour(b: PrivateBerthd) -> Iterator[Neighbour]:
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)
 
 
+def own_guard(b: PrivateBerthd) -> bool:
+    table = subprocess.run(["nft", "list", "table", "ip", "berth_" + b.bridge], capture_output=True, text=True).stdout
+    return 'iifname != "lo" ip daddr 127.0.0.0/8 drop' in table
+
+
 def test_a_port_published_on_127_0_0_1_is_not_reachable_from_a_neighbour(b: PrivateBerthd,
                                                                           neighbour: Neighbour) -> None:
     local, public = free_port(), free_port()
@@ -147,6 +152,7 @@ def test_a_port_published_on_127_0_0_1_is_not_reachable_from_a_neighbour(b: Priv
         assert b"only-local" not in other.stdout, other
         # the host itself still gets it on loopback
         assert get(f"http://127.0.0.1:{local}/") == "only-local\n"
+        assert own_guard(b)
     finally:
         b.docker("rm", "-f", cid, check=False)
 
@@ -230,3 +236,33 @@ def test_a_container_on_an_internal_network_gets_no_forwarded_names(b: PrivateBe
     finally:
         b.docker("rm", "-f", "inside", check=False)
         b.docker("network", "rm", "sealed", "open", check=False)
+
+
+def test_a_container_cannot_send_to_the_hosts_loopback_services(b: PrivateBerthd) -> None:
+    """CVE-2020-8558's class: the bridges have route_localnet=1 (for the 127.0.0.1 DNAT), so without a guard a
+    container that routes 127.0.0.1 to its gateway reaches the host's loopback-only services (one-way at least:
+    enough for UDP). The host's listener here is the test's own, on 127.0.0.1. (Its failure without the guard
+    was not shown on the dev machine: other live berthds' tables already carried the same rule.)"""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    gateway = b.bip.split("/")[0]
+    try:
+        script = ("ip route del local 127.0.0.1 table local 2>/dev/null; ip route del local 127.0.0.0/8 table local "
+                  f"2>/dev/null; ip route add 127.0.0.1/32 via {gateway} && "
+                  f"for i in 1 2 3 4 5; do echo leak | nc -u -w 1 127.0.0.1 {port}; done; echo sent")
+        proc = b.docker("run", "--rm", "--cap-add", "NET_ADMIN", "busybox", "sh", "-c", script, check=False)
+        assert b"sent" in proc.stdout, proc
+        got = []
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            try:
+                got.append(server.recvfrom(100))
+            except TimeoutError:
+                continue
+        assert got == [], f"a container reached the host's 127.0.0.1:{port}: {got}"
+        # the guard is the daemon's own (another berthd's table carries the same rule and would hide its absence)
+        assert own_guard(b)
+    finally:
+        server.close()
