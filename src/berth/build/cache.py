@@ -11,6 +11,7 @@ May import: berth.oci, berth.util, berth.errors.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,12 +34,22 @@ class BuildCache:
         self._path = root / "cache.json"
         self._lock = root / "cache.lock"
         self._exists = exists
+        self._memo: tuple[tuple[int, int, int], dict[str, str]] | None = None
 
     def _read(self) -> dict[str, str]:
-        if not self._path.exists():
+        """The index (not to be changed in place); parsed again only when the file changed (it is replaced
+        whole: a new inode, mtime or size tells), not at every step of every build."""
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
             return {}
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._memo is not None and self._memo[0] == stamp:
+            return self._memo[1]
         raw = read_json(self._path)
-        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        entries = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        self._memo = (stamp, entries)
+        return entries
 
     def lookup(self, key: str) -> Digest | None:
         with file_lock(self._lock, shared=True):
@@ -50,8 +61,10 @@ class BuildCache:
 
     def store(self, key: str, image: Digest) -> None:
         with file_lock(self._lock):
-            entries = self._read()
+            entries = dict(self._read())
             if len(entries) > 20_000:   # forget entries of removed images, now and then rather than each time
                 entries = {k: v for k, v in entries.items() if self._exists(Digest.parse(v))}
             entries[key] = str(image)
             write_json_atomic(self._path, entries)
+            st = os.stat(self._path)
+            self._memo = ((st.st_ino, st.st_mtime_ns, st.st_size), entries)

@@ -118,6 +118,8 @@ class ImageWriter:
         rec = self._records.get(image.id)
         if rec is None:
             raise NotFound(f"No such image: {image.id}")
+        if all(str(t) in rec.tags for t in tags):
+            return    # a rebuild that changed nothing: the tags are there already, nothing to write
         self._records.add(image.id, rec.manifest, list(tags))
 
     def prepare(self, key: str, parent: StepImage) -> Path:
