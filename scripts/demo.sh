@@ -25,3 +25,6 @@ echo "== running a container from it (the real docker CLI, talking to berthd)"
 DOCKER=$(command -v docker)
 "$DOCKER" -H "$BERTH_HOST" run --rm busybox sh -c 'echo "hello from a berth container: $(hostname), pid $$"'
 "$DOCKER" -H "$BERTH_HOST" ps -a
+
+echo "== the same with berth's own CLI, on the default bridge network"
+berth run --rm busybox sh -c 'ip -o -4 addr show eth0 | awk "{print \"eth0:\", \$4}"; echo "hello from berth run"'
