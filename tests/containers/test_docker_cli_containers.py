@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +268,25 @@ def test_top_diff_commit_and_export(b: PrivateBerthd, tmp_path: object) -> None:
     assert b"done" in b.docker("ps", "-a", "--format", "{{.Names}}").stdout
     pruned = b.docker("container", "prune", "-f").stdout.decode()
     assert "Deleted Containers" in pruned and b"done" not in b.docker("ps", "-a", "--format", "{{.Names}}").stdout
+
+
+def _bounding_set(status: str) -> int:
+    return next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapBnd:"))
+
+
+def test_privileged_gets_every_capability_berthd_holds(b: PrivateBerthd) -> None:
+    """--privileged (and exec --privileged) grant what berthd's own bounding set holds: on a host that withholds
+    some (as this sandbox withholds CAP_SYS_RESOURCE) the start must not fail asking for more."""
+    held = _bounding_set(Path("/proc/self/status").read_text())
+    proc = run(b, "--rm", "--privileged", "busybox", "cat", "/proc/self/status")
+    assert proc.returncode == 0, proc.stderr
+    assert _bounding_set(proc.stdout.decode()) == held & ((1 << 41) - 1)
+    default = run(b, "--rm", "busybox", "cat", "/proc/self/status")
+    assert _bounding_set(default.stdout.decode()) == 0xA80425FB              # Docker's 14 default capabilities
+    run(b, "-d", "--name", "priv-exec", "busybox", "sleep", "30")
+    try:
+        ex = b.docker("exec", "--privileged", "priv-exec", "cat", "/proc/self/status", check=False)
+        assert ex.returncode == 0, ex.stderr
+        assert _bounding_set(ex.stdout.decode()) == held & ((1 << 41) - 1)
+    finally:
+        b.docker("rm", "-f", "priv-exec")

@@ -190,8 +190,8 @@ class ExecService:
             user = {"uid": u.uid, "gid": u.gid, **({"additionalGids": list(u.groups)} if u.groups else {})}
         caps = capabilities(container.config)
         if cfg.privileged:
-            from berth.engine.specgen import ALL_CAPS
-            caps = list(ALL_CAPS)
+            from berth.engine.specgen import all_capabilities
+            caps = list(all_capabilities())
         env = merged_env(container.config)
         for item in cfg.env:
             key = item.partition("=")[0]

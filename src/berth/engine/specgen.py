@@ -15,6 +15,7 @@ from typing import Any
 from berth.engine import mounts as user_mounts
 from berth.engine.containers import ContainerConfig
 from berth.errors import InvalidArgument
+from berth.runtime.caps import BITS as CAP_BITS
 from berth.runtime.seccomp import load_default_profile, profile_to_seccomp
 
 DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -78,13 +79,27 @@ def normalize_capability(name: str) -> str:
     return full
 
 
+@functools.cache
+def all_capabilities() -> tuple[str, ...]:
+    """What "all capabilities" grants (--privileged, --cap-add ALL): those in berthd's own bounding set, as
+    containerd's WithAllCurrentCapabilities does. A daemon in a restricted sandbox cannot give more, and asking
+    for more would fail every privileged start."""
+    try:
+        with open("/proc/self/status") as f:
+            bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return ALL_CAPS
+    return tuple(c for c in ALL_CAPS if bounding >> CAP_BITS[c] & 1)
+
+
 def capabilities(config: ContainerConfig) -> list[str]:
     """Docker's rule: start from the defaults (or all, when privileged), add, then drop; ALL works in both."""
     if config.privileged:
-        return list(ALL_CAPS)
+        return list(all_capabilities())
     adds = [normalize_capability(c) for c in config.cap_add]
     drops = [normalize_capability(c) for c in config.cap_drop]
-    caps = list(ALL_CAPS) if "ALL" in adds else list(DEFAULT_CAPS) + [c for c in adds if c not in DEFAULT_CAPS]
+    caps = list(all_capabilities()) if "ALL" in adds else \
+        list(DEFAULT_CAPS) + [c for c in adds if c not in DEFAULT_CAPS]
     if "ALL" in drops:
         return [c for c in adds if c != "ALL"] if "ALL" not in adds else []
     return [c for c in caps if c not in drops]
