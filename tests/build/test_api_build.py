@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.berthd import PrivateBerthd
-from tests.peers import _mounts_under
+from tests.peers import _mounts_under, layered_image_archive
 
 pytestmark = pytest.mark.root
 CLASSIC = {"DOCKER_BUILDKIT": "0"}
@@ -364,3 +364,23 @@ def test_docker_compose_build_works(b: PrivateBerthd, tmp_path: Path) -> None:
     assert run(b, "composed:1") == "from-compose\n"
     labels = json.loads(b.docker("image", "inspect", "composed:1").stdout)[0]["Config"]["Labels"]
     assert labels["built.with"] == "compose"
+
+
+def test_history_names_the_intermediate_images_and_their_tags(b: PrivateBerthd, tmp_path: Path) -> None:
+    b.docker("load", input=layered_image_archive())          # berth-layered:1: a base with a history of 6 steps
+    build(b, context(tmp_path / "base", "FROM berth-layered:1\nENV A=1\n"), "-t", "hist-base:1")
+    build(b, context(tmp_path / "top", "FROM hist-base:1\nLABEL x=y\nCMD [\"true\"]\n"), "-t", "hist:1")
+    status, body = b.api("GET", "/v1.41/images/hist:1/history")
+    assert status == 200, body
+    rows = json.loads(body)
+    chain = [r["Id"] for r in rows]
+    # hist:1 (CMD), its LABEL step, hist-base:1 (ENV), berth-layered:1: images that are all there
+    assert all(i.startswith("sha256:") for i in chain[:4]), chain
+    for image_id in chain[:4]:
+        assert b.api("GET", f"/v1.41/images/{image_id}/json")[0] == 200
+    assert [r["Tags"] for r in rows[:4]] == [["hist:1"], None, ["hist-base:1"], ["berth-layered:1"]]
+    # the loaded base has no parent: its older steps made no image here
+    assert len(rows) > 5 and all(r["Id"] == "<missing>" and r["Tags"] is None for r in rows[4:])
+    assert b.api("DELETE", "/v1.41/images/hist:1")[0] == 200   # the intermediate LABEL image goes with it
+    status, body = b.api("GET", "/v1.41/images/hist-base:1/history")
+    assert [r["Tags"] for r in json.loads(body)[:3]] == [["hist-base:1"], ["berth-layered:1"], None]

@@ -104,12 +104,14 @@ def listing(host: str, image: str) -> dict[str, tuple[Any, ...]]:
 
 
 def image_facts(host: str, image: str) -> tuple[dict[str, Any], list[str], int]:
-    """The config, the history's created_by texts (COPY/ADD source checksums masked: Docker's tarsum is its own)
-    and the number of layers."""
+    """The config, the history's image ids (<id> or <missing>) and created_by texts (COPY/ADD source checksums
+    masked: Docker's tarsum is its own) and the number of layers."""
     doc = json.loads(docker(host, "image", "inspect", image).stdout)[0]
     config = {k: doc["Config"].get(k) or None for k in CONFIG_KEYS}
-    history = docker(host, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout.decode()
-    texts = [_CHECKSUM.sub(r"\1:<sum>", line) for line in history.splitlines()]
+    history = docker(host, "history", "--no-trunc", "--format", "{{.ID}} {{.CreatedBy}}", image).stdout.decode()
+    # each row's id: the image that step made while it is still there (the intermediate images), else <missing>
+    texts = [_CHECKSUM.sub(r"\1:<sum>", re.sub(r"^sha256:[0-9a-f]{64} ", "<id> ", line))
+             for line in history.splitlines()]
     return config, texts, len(doc["RootFS"]["Layers"])
 
 

@@ -99,9 +99,8 @@ async def inspect_image(request: web.Request) -> web.Response:
 async def image_history(request: web.Request) -> web.Response:
     engine = engine_of(request)
     name = request.match_info["name"]
-    view = await blocking(lambda: engine.images.inspect(name))
     rows = await blocking(lambda: engine.images.history(name))
-    return json_response(images_json.history(rows, view))
+    return json_response(images_json.history(rows))
 
 
 async def tag_image(request: web.Request) -> web.Response:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from berth.images.service import ImageView
-from berth.oci.config import History, rfc3339_to_unix
+from berth.images.service import HistoryRow, ImageView
+from berth.oci.config import rfc3339_to_unix
 from berth.oci.reference import Reference
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -95,9 +95,11 @@ def inspect(view: ImageView, raw_config: bytes, graph_data: dict[str, str],
     return out
 
 
-def history(rows: list[tuple[str, History, int]], view: ImageView) -> list[dict[str, Any]]:
+def history(rows: list[HistoryRow]) -> list[dict[str, Any]]:
     out = []
-    for i, (image_id, entry, size) in enumerate(rows):
+    for row in rows:
+        entry = row.entry
         out.append({"Comment": entry.comment, "Created": rfc3339_to_unix(entry.created), "CreatedBy": entry.created_by,
-                    "Id": image_id, "Size": size, "Tags": (_tags(view) or None) if i == 0 else None})
+                    "Id": str(row.image_id) if row.image_id is not None else "<missing>", "Size": row.size,
+                    "Tags": [Reference.parse(t).familiar for t in row.tags] or None})
     return out

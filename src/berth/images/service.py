@@ -37,6 +37,16 @@ from berth.snapshots.stream import Compression, detect_compression
 UNPACK_WORKERS = 4
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One line of `docker history`."""
+
+    image_id: Digest | None        # None: no local image made this step ('<missing>')
+    entry: History
+    size: int                      # of the layer the step made
+    tags: tuple[str, ...] = ()     # the image's full references
+
+
 class LayerStore(Protocol):
     """What the image service needs of the snapshotter."""
 
@@ -439,17 +449,21 @@ class ImageService:
                 continue
         self._blobs.gc(roots)
 
-    def history(self, name: str) -> list[tuple[str, History, int]]:
-        """Newest first: (id or '<missing>', history entry, size of the layer it made)."""
+    def history(self, name: str) -> list[HistoryRow]:
+        """Newest first, as dockerd: the rows get the ids (and tags) of the image and then of its parents, one
+        per row, for as long as the parent chain goes on locally (a build's intermediate images); the rest, the
+        history of a pulled or loaded base, has no image of its own (no image_id: '<missing>')."""
         view = self.inspect(name)
         entries = list(view.config.history) or [History(view.config.created, "", "", "")] * len(view.layer_sizes)
         sizes = iter(view.layer_sizes)
-        rows = []
-        for entry in entries:
-            rows.append(("<missing>", entry, 0 if entry.empty_layer else next(sizes, 0)))
+        rows = [HistoryRow(None, entry, 0 if entry.empty_layer else next(sizes, 0)) for entry in entries]
         rows.reverse()
-        if rows:
-            rows[0] = (str(view.record.id), rows[0][1], rows[0][2])
+        record: ImageRecord | None = view.record
+        for i, row in enumerate(rows):
+            if record is None:
+                break
+            rows[i] = replace(row, image_id=record.id, tags=record.tags)
+            record = self._records.get(record.parent) if record.parent is not None else None
         return rows
 
 
