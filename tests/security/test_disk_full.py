@@ -98,6 +98,7 @@ def test_a_container_filling_the_disk_does_not_break_the_daemon(small_root: Priv
     entries are lost, as with dockerd), its exit is still recorded (each state directory keeps a small reserve
     for that), `docker run` returns its code, and removing the container gives the space back."""
     b = small_root
+    later = b.docker("create", "--rm", "--name", "later", "busybox", "echo", "hi").stdout.decode().strip()
     proc = b.docker("run", "--name", "filler", "busybox", "sh", "-c",
                     f"head -c {TMPFS_MIB + 8}m /dev/zero > /fill; echo rc=$?", check=False)
     # the json log cannot take the output any more, but the attached client still gets it, and the exit code
@@ -110,6 +111,10 @@ def test_a_container_filling_the_disk_does_not_break_the_daemon(small_root: Priv
     refused = subprocess.run(["docker", "-H", b.host, "run", "--rm", "busybox", "echo", "hi"], capture_output=True,
                              timeout=60)
     assert refused.returncode != 0 and b"no space" in refused.stderr.lower(), refused
+    # a --rm container made before the disk filled: its start fails cleanly and --rm removes it
+    status, body = b.api("POST", f"/containers/{later}/start")
+    assert status == 500 and b"No space left on device" in body and b"internal error" not in body, body
+    assert b.docker("inspect", later, check=False).returncode != 0
     assert b.docker("ps", "-aq").stdout.decode().split() == [b.docker("inspect", "-f", "{{.Id}}", "filler")
                                                              .stdout.decode().strip()[:12]]
     b.docker("rm", "filler")

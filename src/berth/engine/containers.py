@@ -20,7 +20,7 @@ from berth.errors import Conflict, NotFound
 from berth.network.model import ContainerNetworking
 from berth.oci.digest import Digest
 from berth.util.atomic import read_json, write_json_atomic
-from berth.util.reserve import with_reserve
+from berth.util.reserve import ensure_reserve, with_reserve
 
 
 class Status(StrEnum):
@@ -227,6 +227,7 @@ class ContainerStore:
     def create(self, container_id: str, created: str, config: ContainerConfig, name: str) -> Container:
         path = self.dir_of(container_id)
         path.mkdir(mode=0o710)
+        ensure_reserve(path)        # room for this record's state changes once the disk is full
         state = ContainerState(name)
         write_json_atomic(path / "state.json", state.to_json())
         # config.json last: a record becomes visible (load() requires it) only once complete

@@ -236,6 +236,13 @@ class ContainerService:
             if isinstance(exc, NetworkFailure):
                 raise   # Docker answers 500 for these ("port is already allocated")
             raise StartFailed(str(exc)) from exc
+        except OSError as exc:
+            # A full disk on the way (hosts, spec): a failed start like any other, so --rm still removes it
+            # (the docker CLI waits for that removal: without it `docker run --rm` hangs).
+            failure = RuntimeFailure(f"cannot start container {c.id}: {exc.strerror or exc}")
+            with self._lock:
+                self._start_failed(c, failure)
+            raise failure from exc
         finally:
             with self._lock:
                 self._starting.discard(c.id)
