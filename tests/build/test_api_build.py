@@ -312,8 +312,19 @@ def test_a_body_that_is_a_plain_dockerfile_builds_with_an_empty_context(b: Priva
     status, body = b.api("POST", "/v1.41/build?t=plain-body:1", b"FROM busybox\nRUN echo plain > /p\n")
     assert status == 200 and b"Successfully tagged plain-body:1" in body, body
     assert run(b, "plain-body:1", "cat", "/p") == "plain\n"
-    status, body = b.api("POST", "/v1.41/build?extrahosts=db%3A10.0.0.2", b"FROM busybox\n")
-    assert status == 400 and b"--add-host" in body
+
+
+def test_add_host_lines_reach_the_run_steps_hosts_file(b: PrivateBerthd, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN cat /etc/hosts\n")
+    _, out, _ = build(b, ctx, "--no-cache", "--add-host", "db.example:10.0.0.2", "--add-host", "gw:host-gateway",
+                      "--add-host", "v6=fd00::7")
+    lines = out.splitlines()
+    assert "10.0.0.2\tdb.example" in lines and "fd00::7\tv6" in lines
+    assert any(line.endswith("\tgw") and line.split("\t")[0].count(".") == 3 for line in lines), lines
+    for bad, message in (("db%3Anot-an-ip", b"invalid IP address in add-host"), ("nocolon", b"bad format")):
+        status, body = b.api("POST", f"/v1.41/build?extrahosts={bad}", b"FROM busybox\n")
+        assert status == 400 and message in body, body
+    assert_nothing_left(b)
 
 
 def test_a_dockerfile_refused_before_any_step_is_an_http_error_as_dockerd_answers_it(b: PrivateBerthd,

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import logging
+import queue
 import shutil
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from aiohttp import web
 
 from berth.api.app import Router, engine_of, prepare_headers
 from berth.api.distribution import GoJsonLines, _pull_one, registry_hosts
+from berth.api.networks import parse_networking
 from berth.api.params import boolean, integer
 from berth.api.streams import BodyReader, JsonLines, blocking
 from berth.build.builder import Builder, BuildOptions
@@ -43,11 +45,13 @@ from berth.engine.containers import ContainerConfig, Status
 from berth.engine.engine import Engine
 from berth.engine.lifecycle import CreateRequest
 from berth.errors import BerthError, InvalidArgument, NotFound
+from berth.network.model import ContainerNetworking
 from berth.oci.descriptor import Platform
 from berth.oci.digest import Digest
 from berth.oci.reference import Reference
 
 log = logging.getLogger("berthd")
+_BACKLOG = 64 << 20   # context bytes read from the socket and not yet indexed, at most
 _BUILDER_KEY: web.AppKey[Builder] = web.AppKey("berth.builder", Builder)
 _POLL = 0.02
 STEP_LABEL = "berth.build.step"   # on RUN step containers, so those of a build a crash interrupted can be found
@@ -67,7 +71,8 @@ class EngineRunner:
                                 entrypoint=(), env=step.env, working_dir=step.working_dir, user=step.user,
                                 network_mode=step.network_mode if step.network_mode in ("host", "none") else "default",
                                 memory=step.memory, shm_size=step.shm_size or 64 * 1024 * 1024,
-                                labels={**step.labels, STEP_LABEL: "1"})
+                                labels={**step.labels, STEP_LABEL: "1"},
+                                networking=ContainerNetworking(extra_hosts=step.extra_hosts))
         c = containers.create(CreateRequest("", draft))
         on_created(c.id)
         try:
@@ -227,10 +232,9 @@ def parse_options(request: web.Request) -> BuildOptions:
     network = request.query.get("networkmode", "") or "default"
     if network not in ("default", "bridge", "host", "none"):
         raise InvalidArgument(f"network mode {network!r} is not supported for builds: use default, host or none")
-    extra_hosts = tuple(h for h in request.query.get("extrahosts", "").split(",") if h)
-    if extra_hosts:
-        raise InvalidArgument("--add-host is not supported for builds by this berth yet: RUN steps see the "
-                              "default /etc/hosts")
+    # --add-host: the CLI joins them with commas; RUN steps' /etc/hosts get them (checked as `docker run`'s)
+    extra_hosts = tuple(h for v in request.query.getall("extrahosts", ()) for h in v.split(",") if h)
+    parse_networking({}, {"ExtraHosts": list(extra_hosts)})
     return BuildOptions(
         dockerfile=request.query.get("dockerfile", "") or "Dockerfile", tags=tuple(tags),
         build_args={str(k): (None if v is None else str(v)) for k, v in build_args.items()},
@@ -389,10 +393,10 @@ def _discard(ctx: Path) -> None:
 
 
 async def receive(request: web.Request, dest: Path) -> Context:
-    """The request body as a build context. A plain tar (what the docker CLI, docker-py and berth send) is
-    indexed and hashed right here on the event loop, piece by piece as it arrives (sha256 runs at memory speed,
-    about 0.1 ms for aiohttp's 256 KiB pieces): no thread hand-off per read. A compressed body is decompressed
-    in a worker thread and fed to the same parser."""
+    """The request body as a build context. A plain tar (what the docker CLI, docker-py and berth send) is read
+    here on the event loop and handed, piece by piece, to a worker thread that indexes, hashes and spools it: the
+    loop goes straight back to the socket (the sender waits on a full socket buffer every ~200 KiB) while the
+    hashing runs on another core. A compressed body is decompressed in the worker thread too."""
     content = request.content
     head = b""
     while len(head) < 6:
@@ -403,15 +407,41 @@ async def receive(request: web.Request, dest: Path) -> Context:
     if compressed(head):
         body = cast(BinaryIO, BodyReader(request, asyncio.get_running_loop()))
         return await blocking(lambda: receive_context(body, dest, DEFAULT_CONTEXT_LIMIT, head=head))
+    pieces: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    backlog = [0]       # bytes queued and not yet taken: the reader waits above _BACKLOG
+    failed = threading.Event()      # reading the body failed: the consumer drops what it has
     intake = ContextIntake(dest, DEFAULT_CONTEXT_LIMIT)
+
+    def consume() -> Context | None:
+        try:
+            while (piece := pieces.get()) is not None:
+                backlog[0] -= len(piece)
+                intake.feed(piece)
+            if failed.is_set():
+                intake.abort()
+                return None
+            return intake.finish()
+        except BaseException:
+            intake.abort()
+            raise
+
+    consumer = asyncio.get_running_loop().run_in_executor(None, consume)
     try:
-        intake.feed(head)
-        while chunk := await content.readany():
-            intake.feed(chunk)
-        return intake.finish()
+        chunk = head
+        while chunk and not consumer.done():   # the consumer ends early only by an error (awaited below)
+            backlog[0] += len(chunk)
+            pieces.put(chunk)
+            while backlog[0] > _BACKLOG and not consumer.done():
+                await asyncio.sleep(0.005)
+            chunk = await content.readany()
     except BaseException:
-        intake.abort()
+        failed.set()
         raise
+    finally:
+        pieces.put(None)
+    received = await consumer
+    assert received is not None
+    return received
 
 
 def register(router: Router) -> None:
