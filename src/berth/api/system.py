@@ -99,7 +99,15 @@ async def info(request: web.Request) -> web.Response:
     })
 
 
+async def build_prune(request: web.Request) -> web.Response:
+    """`docker builder prune` (and the last step of `docker system prune`) prunes BuildKit's cache. berth builds
+    as the classic builder does, whose cache is the build's intermediate images: dockerd's build prune leaves
+    those alone (image prune and rmi handle them), and so does berth's. There is no other cache to reclaim."""
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 def register(router: Router) -> None:
+    router.add("POST", "/build/prune", build_prune)
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
     router.add("GET", "/version", version)
