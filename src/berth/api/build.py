@@ -18,7 +18,6 @@ import base64
 import contextlib
 import json
 import logging
-import queue
 import shutil
 import tempfile
 import threading
@@ -51,7 +50,6 @@ from berth.oci.digest import Digest
 from berth.oci.reference import Reference
 
 log = logging.getLogger("berthd")
-_BACKLOG = 64 << 20   # context bytes read from the socket and not yet indexed, at most
 _BUILDER_KEY: web.AppKey[Builder] = web.AppKey("berth.builder", Builder)
 _POLL = 0.02
 STEP_LABEL = "berth.build.step"   # on RUN step containers, so those of a build a crash interrupted can be found
@@ -393,10 +391,10 @@ def _discard(ctx: Path) -> None:
 
 
 async def receive(request: web.Request, dest: Path) -> Context:
-    """The request body as a build context. A plain tar (what the docker CLI, docker-py and berth send) is read
-    here on the event loop and handed, piece by piece, to a worker thread that indexes, hashes and spools it: the
-    loop goes straight back to the socket (the sender waits on a full socket buffer every ~200 KiB) while the
-    hashing runs on another core. A compressed body is decompressed in the worker thread too."""
+    """The request body as a build context. A plain tar (what the docker CLI, docker-py and berth send) is
+    indexed and hashed right here on the event loop, piece by piece as it arrives (sha256 runs at memory speed,
+    about 0.1 ms for aiohttp's 256 KiB pieces): no thread hand-off per read. A compressed body is decompressed
+    in a worker thread and fed to the same parser."""
     content = request.content
     head = b""
     while len(head) < 6:
@@ -407,41 +405,15 @@ async def receive(request: web.Request, dest: Path) -> Context:
     if compressed(head):
         body = cast(BinaryIO, BodyReader(request, asyncio.get_running_loop()))
         return await blocking(lambda: receive_context(body, dest, DEFAULT_CONTEXT_LIMIT, head=head))
-    pieces: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    backlog = [0]       # bytes queued and not yet taken: the reader waits above _BACKLOG
-    failed = threading.Event()      # reading the body failed: the consumer drops what it has
     intake = ContextIntake(dest, DEFAULT_CONTEXT_LIMIT)
-
-    def consume() -> Context | None:
-        try:
-            while (piece := pieces.get()) is not None:
-                backlog[0] -= len(piece)
-                intake.feed(piece)
-            if failed.is_set():
-                intake.abort()
-                return None
-            return intake.finish()
-        except BaseException:
-            intake.abort()
-            raise
-
-    consumer = asyncio.get_running_loop().run_in_executor(None, consume)
     try:
-        chunk = head
-        while chunk and not consumer.done():   # the consumer ends early only by an error (awaited below)
-            backlog[0] += len(chunk)
-            pieces.put(chunk)
-            while backlog[0] > _BACKLOG and not consumer.done():
-                await asyncio.sleep(0.005)
-            chunk = await content.readany()
+        intake.feed(head)
+        while chunk := await content.readany():
+            intake.feed(chunk)
+        return intake.finish()
     except BaseException:
-        failed.set()
+        intake.abort()
         raise
-    finally:
-        pieces.put(None)
-    received = await consumer
-    assert received is not None
-    return received
 
 
 def register(router: Router) -> None:
