@@ -129,7 +129,16 @@ class ContainerService:
         if len(ref) == 64:
             with contextlib.suppress(NotFound):
                 return self.store.load(ref)
-        every = list(self.store.all())
+        # a name or a prefix: found from the state files alone, then that one record read (not all of them)
+        names = self.store.names()
+        found = names.get(ref)
+        prefixed = {i for i in names.values() if i.startswith(ref)} if ref and found is None else set()
+        with contextlib.suppress(NotFound, ValueError, KeyError, TypeError, AttributeError):
+            if found is not None:
+                return self.store.load(found)
+            if len(prefixed) == 1:
+                return self.store.load(prefixed.pop())
+        every = list(self.store.all())   # ambiguous, absent, or a record that does not parse: the full scan
         for c in every:
             if c.name == ref:
                 return c
