@@ -170,6 +170,17 @@ def test_the_plan_counts_steps_and_expands_from_with_global_args() -> None:
         plan_build(text, "0", {})   # --target takes stage names only, as in Docker
 
 
+def test_the_plan_keeps_from_and_global_arg_expansion_errors_for_their_steps() -> None:
+    blank = plan_build("ARG v\nFROM ${v}\nFROM busybox AS ok\n", "", {})
+    assert blank.stages[0].error == "base name (${v}) should not be blank" and blank.stages[1].error == ""
+    assert plan_build("ARG v\nFROM ${v}\n", "", {"v": "busybox"}).stages[0].error == ""
+    bad_from = plan_build("FROM busybox:${t:-1\n", "", {})
+    assert bad_from.stages[0].error.startswith('failed to process "busybox:${t:-1"') and bad_from.global_error is None
+    bad_arg = plan_build("ARG a=1\nARG b=${a:-x\nFROM busybox\n", "", {"b": "2"})
+    assert bad_arg.global_error is not None and bad_arg.global_error[0] == 1
+    assert bad_arg.global_error[1].startswith('failed to process "${a:-x"')
+
+
 def test_the_plan_carries_the_parsers_warnings() -> None:
     plan = plan_build("FROM busybox\nRUN a \\\n\n  b\n", "", {})
     assert plan.total_steps == 2

@@ -329,6 +329,34 @@ def test_expansion_errors_match_dockerd(daemon: Daemon, tmp_path: Path, word: st
     assert _daemon_error(stderr) == str(info.value)
 
 
+# FROM and the global ARGs are expanded as their steps run: the Step lines up to the failing one come first, then
+# the error in the stream (not an HTTP error), without a line number
+FROM_ERRORS = {
+    "from": ("ARG v=busybox\nFROM ${v:-a\n", 2, "${v:-a"),
+    "global-arg": ("ARG v=${x:-a\nFROM busybox\n", 1, "${x:-a"),
+    "blank-base": ("ARG v\nFROM ${v}\n", 2, ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FROM_ERRORS))
+def test_from_and_global_arg_errors_follow_their_step_lines(daemon: Daemon, tmp_path: Path, name: str) -> None:
+    text, printed, bad_word = FROM_ERRORS[name]
+    rc, stdout, stderr = build(daemon, write_ctx(tmp_path, text))
+    assert rc != 0
+    df = parse(text)
+    assert df.stages[0].from_instruction is not None
+    texts = [i.original for i in df.global_args] + [df.stages[0].from_instruction.original]
+    assert [line for line in stdout.splitlines() if line.startswith("Step ")] == \
+        [f"Step {n}/{len(texts)} : {t}" for n, t in enumerate(texts[:printed], 1)]
+    if bad_word:
+        with pytest.raises(InvalidArgument) as info:
+            expand(bad_word, {})
+        expected = str(info.value)
+    else:
+        expected = f"base name ({df.stages[0].base}) should not be blank"
+    assert stderr.strip().splitlines()[-1] == expected
+
+
 # --- .dockerignore ----------------------------------------------------------------------------------------------
 
 TREE = [

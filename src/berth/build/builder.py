@@ -165,9 +165,11 @@ class _Session:
     def run(self) -> StepImage:
         if self.plan.warnings:   # dockerd writes the parser's warnings to the build's stderr: red stream text
             self.emit({"stream": "\x1b[91m" + "\n".join(self.plan.warnings) + "\n\x1b[0m"})
-        for instr in self.plan.global_args:   # steps of their own, with no ' ---> ' line after them
+        for index, instr in enumerate(self.plan.global_args):   # steps of their own, with no ' ---> ' line after
             self.step += 1
             self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {instr.original}\n"})
+            if self.plan.global_error is not None and self.plan.global_error[0] == index:
+                raise InvalidArgument(self.plan.global_error[1])
         image: StepImage | None = None
         for stage in self.plan.stages:
             image = self._stage(stage)
@@ -185,6 +187,8 @@ class _Session:
     def _stage(self, stage: Stage) -> StepImage:
         self.step += 1
         self.emit({"stream": f"Step {self.step}/{self.plan.total_steps} : {stage.from_text}\n"})
+        if stage.error:
+            raise InvalidArgument(stage.error)
         base = self._base(stage)
         config = replace(base.config.config, on_build=())
         if not any(e.startswith("PATH=") for e in config.env):   # Docker's beginStage adds the default PATH
