@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,24 @@ def test_a_damaged_header_and_the_size_limit(tmp_path: Path) -> None:
         intake_of(b"not a tar\n" * 200, tmp_path / "recv3", limit=1000)
     small = intake_of(b"not a tar\n" * 90, tmp_path / "recv4", limit=1000)
     assert small.lstat(small.root / "Dockerfile").st_size == 900
+
+
+def test_spool_blocks_are_reused_by_the_next_build_then_let_go(src: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.build import intake
+    monkeypatch.setattr(intake, "POOL_IDLE", 0.2)
+    intake._POOL.drain()
+    data = tar_bytes(src)
+    first = intake_of(data, tmp_path / "one")
+    first.close()
+    kept = len(intake._POOL)
+    assert kept >= 1
+    second = intake_of(data, tmp_path / "two")
+    assert len(intake._POOL) < kept                # taken again
+    second.materialize([second.root / "big.bin"])
+    assert (second.root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()   # no stale bytes
+    second.close()
+    deadline = time.monotonic() + 5
+    while len(intake._POOL) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(intake._POOL) == 0                  # let go once idle

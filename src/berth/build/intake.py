@@ -31,6 +31,7 @@ import hashlib
 import io
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -41,6 +42,9 @@ from berth.images.compression import decompressed, sniff
 DEFAULT_CONTEXT_LIMIT = 8 << 30
 MEMORY_BUDGET = 128 << 20       # spool bytes kept in memory before they go to a scratch file
 MAX_ENTRIES = 2_000_000
+SPOOL_BLOCK = 8 << 20
+POOL_BYTES = 64 << 20
+POOL_IDLE = 30.0
 _BLOCK = 512
 _DOCKERFILE_LIMIT = 16 << 20
 _READ = 1 << 20
@@ -63,29 +67,41 @@ class _Entry:
 
 
 class _Spool:
-    """The uncompressed stream's bytes, addressable by offset: chunks in memory, or a scratch file past budget."""
+    """The uncompressed stream's bytes, addressable by offset: copied into blocks in memory, or a scratch file
+    past budget. Blocks come from, and go back to, a small pool kept warm between builds (see _BlockPool)."""
 
     def __init__(self, dest: Path, budget: int) -> None:
         self._dest, self._budget = dest, budget
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytearray] = []
         self._starts: list[int] = []
+        self._fill = 0          # bytes used in the last block
         self.size = 0
         self._fd = -1
 
-    def append(self, data: bytes) -> None:
-        if self._fd >= 0:
-            _write_all(self._fd, data)
-        else:
-            self._chunks.append(data)
-            self._starts.append(self.size)
-            if self.size + len(data) > self._budget:
-                self._spill()
-        self.size += len(data)
+    def append(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        if self._fd < 0 and self.size + len(view) > self._budget:
+            self._spill()
+        while view and self._fd < 0:
+            if not self._chunks or self._fill == len(self._chunks[-1]):
+                self._chunks.append(_POOL.take())
+                self._starts.append(self.size)
+                self._fill = 0
+            block = self._chunks[-1]
+            n = min(len(view), len(block) - self._fill)
+            block[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            self.size += n
+            view = view[n:]
+        if view:
+            _write_all(self._fd, view)
+            self.size += len(view)
 
     def _spill(self) -> None:
         self._fd = os.open(self._dest / "context.tar", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        for chunk in self._chunks:
-            _write_all(self._fd, chunk)
+        for i, chunk in enumerate(self._chunks):
+            _write_all(self._fd, memoryview(chunk)[:self._fill if i == len(self._chunks) - 1 else len(chunk)])
+        _POOL.give_back(self._chunks)
         self._chunks, self._starts = [], []
 
     def copy_to(self, fd: int, offset: int, size: int) -> None:
@@ -121,12 +137,53 @@ class _Spool:
         return bytes(out)
 
     def close(self) -> None:
+        _POOL.give_back(self._chunks)
         self._chunks, self._starts = [], []
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._dest / "context.tar")
+
+
+class _BlockPool:
+    """Spool blocks of finished builds, kept for the next build for a while. A fresh block costs a page fault and
+    a zeroed page per 4 KiB (~40 ms for 50 MB on these VMs, as much as hashing it), a warm one a copy; the pool
+    holds at most POOL_BYTES and is emptied POOL_IDLE seconds after the last build gave blocks back."""
+
+    def __init__(self) -> None:
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(SPOOL_BLOCK)
+
+    def give_back(self, blocks: list[bytearray]) -> None:
+        if not blocks:
+            return
+        with self._lock:
+            room = POOL_BYTES // SPOOL_BLOCK - len(self._free)
+            self._free.extend(b for b in blocks[:max(room, 0)] if len(b) == SPOOL_BLOCK)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(POOL_IDLE, self.drain)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def drain(self) -> None:
+        with self._lock:
+            self._free.clear()
+            self._timer = None
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+
+_POOL = _BlockPool()
 
 
 def _bisect(starts: list[int], offset: int) -> int:
