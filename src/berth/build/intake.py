@@ -4,7 +4,8 @@ unpacked only where a step needs its files.
 `ContextIntake` is a push parser (no I/O of its own): `feed(chunk)` for each piece of the uncompressed tar,
 `finish()` for the `Context`. While the bytes pass it parses the headers (ustar, GNU long names, PAX path,
 linkpath, size and mtime), hashes every regular file's contents with sha256 and appends the bytes to a spool (in
-memory up to a budget, then a scratch file; never fsynced: the context is scratch). The `Context` is then a
+memory up to a budget, in 8 MiB blocks a small pool keeps warm between builds, then a scratch file; never
+fsynced: the context is scratch). The `Context` is then a
 read-only tree: `lstat`, `listdir`, `readlink` answer from the index (as os.stat_result), `digest_of` gives a
 file's sha256 so COPY's cache key needs no second read, and `materialize(paths)` writes just those paths (and
 their parent directories) under `root` from the spool, with dir-fd relative, O_NOFOLLOW calls into directories it
