@@ -29,16 +29,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import os
 import stat
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from berth.errors import Corrupt, InvalidArgument, LimitExceeded, UnsafePath
-from berth.images.compression import decompressed, sniff
+from berth.images.compression import Prefixed, decompressed, sniff
 
 DEFAULT_CONTEXT_LIMIT = 8 << 30
 MEMORY_BUDGET = 128 << 20       # spool bytes kept in memory before they go to a scratch file
@@ -583,7 +582,7 @@ def receive_context(stream: BinaryIO, dest: Path, limit: int = DEFAULT_CONTEXT_L
     empty scratch directory; the tree appears in dest/root as it is materialized."""
     intake = ContextIntake(dest, limit, memory_budget)
     try:
-        with decompressed(cast(BinaryIO, _Prefixed(head, stream)) if head else stream) as plain:
+        with decompressed(cast(BinaryIO, Prefixed(head, stream)) if head else stream) as plain:
             while chunk := plain.read(_READ):
                 intake.feed(chunk)
         return intake.finish()
@@ -595,27 +594,6 @@ def receive_context(stream: BinaryIO, dest: Path, limit: int = DEFAULT_CONTEXT_L
 def compressed(head: bytes) -> bool:
     """Whether a body starting with head (6 bytes or more, or the whole body) is compressed."""
     return sniff(head) != "none"
-
-
-class _Prefixed(io.RawIOBase):
-    """The stream with the bytes already read from it put back in front."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self._head, self._rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
 
 # tar header fields -------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from berth.errors import Corrupt
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"))
 
 
-class _Prefixed(io.RawIOBase):
+class Prefixed(io.RawIOBase):
     """A stream with bytes already read from it put back in front."""
 
     def __init__(self, head: bytes, rest: BinaryIO) -> None:
@@ -49,7 +49,7 @@ def sniff(head: bytes) -> str:
 @contextmanager
 def decompressed(stream: BinaryIO) -> Iterator[BinaryIO]:
     head = stream.read(6)
-    raw = cast(BinaryIO, io.BufferedReader(_Prefixed(head, stream), 1 << 20))
+    raw = cast(BinaryIO, io.BufferedReader(Prefixed(head, stream), 1 << 20))
     kind = sniff(head)
     try:
         if kind == "gzip":
