@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
-from berth.api.app import Router, engine_of, prepare_headers
+from berth.api.app import engine_of, prepare_headers
 from berth.api.distribution import GoJsonLines, _pull_one, registry_hosts
 from berth.api.networks import parse_networking
 from berth.api.params import boolean, integer
@@ -414,7 +414,3 @@ async def receive(request: web.Request, dest: Path) -> Context:
     except BaseException:
         intake.abort()
         raise
-
-
-def register(router: Router) -> None:
-    router.add("POST", "/build", build)
