@@ -290,3 +290,21 @@ def test_privileged_gets_every_capability_berthd_holds(b: PrivateBerthd) -> None
         assert _bounding_set(ex.stdout.decode()) == held & ((1 << 41) - 1)
     finally:
         b.docker("rm", "-f", "priv-exec")
+
+
+def test_stop_ends_restarts_whatever_moment_it_lands_in(b: PrivateBerthd) -> None:
+    """A stop can land while the container runs, while it waits out its back-off, or while the back-off's start is
+    under way: each time it must end up exited and stay so."""
+    import random
+    rng = random.Random(7)
+    for i in range(12):
+        name = f"bouncy{i}"
+        run(b, "-d", "--name", name, "--restart", "always", "busybox", "sh", "-c", "sleep 0.05")
+        time.sleep(rng.uniform(0.0, 0.4))
+        b.docker("stop", "-t", "1", name)
+        doc = json.loads(b.docker("inspect", name).stdout)[0]
+        assert doc["State"]["Status"] == "exited", (i, doc["State"])
+        time.sleep(0.3)
+        again = json.loads(b.docker("inspect", name).stdout)[0]
+        assert (again["State"]["Status"], again["RestartCount"]) == ("exited", doc["RestartCount"]), i
+        b.docker("rm", "-f", name)

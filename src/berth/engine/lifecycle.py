@@ -513,13 +513,12 @@ class ContainerService:
 
     def stop(self, ref: str, timeout: int | None = None, sig: int | None = None) -> None:
         c = self.get(ref)
-        if c.state.status is Status.RESTARTING:   # between two runs: stopping it just ends the restarts
-            with self._lock:
-                c = self.store.load(c.id)
-                if c.state.status is Status.RESTARTING:
-                    self.store.save_state(c, replace(c.state, status=Status.EXITED, stopped_by_user=True))
+        with self._lock:   # an exit is recorded (exited, then restarting) under the lock: read it whole
+            c = self.store.load(c.id)
+            if c.state.status is Status.RESTARTING:   # between two runs: stopping it just ends the restarts
+                self.store.save_state(c, replace(c.state, status=Status.EXITED, stopped_by_user=True))
                 self._changed.notify_all()
-            return
+                return
         if c.state.status not in (Status.RUNNING, Status.PAUSED):
             raise NotModified(f"container {c.id} is not running")
         grace = timeout if timeout is not None else (c.config.stop_timeout if c.config.stop_timeout is not None
