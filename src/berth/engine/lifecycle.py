@@ -567,7 +567,8 @@ class ContainerService:
     def restart(self, ref: str, timeout: int | None = None) -> Container:
         c = self.get(ref)
         if c.state.status in (Status.RUNNING, Status.PAUSED):
-            self.stop(c.id, timeout)
+            with contextlib.suppress(NotModified):   # it stopped by itself meanwhile
+                self.stop(c.id, timeout)
         c = self.start(c.id)
         self.events.container(c, "restart")
         return c
@@ -642,7 +643,8 @@ class ContainerService:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                f"attempting removal or force remove")
-            self.stop(c.id, timeout=-1, sig=signal.SIGKILL)
+            with contextlib.suppress(NotModified):   # it stopped by itself meanwhile
+                self.stop(c.id, timeout=-1, sig=signal.SIGKILL)
             self._wait_stopped(c.id, 10)   # the exit recorded (and its die event) before the record goes
         with self._lock:
             if c.id in self._starting:   # being started by another request: let that end first
